@@ -1,0 +1,84 @@
+"""Component configurations of `tiny-shapes`: a pixel-space text-conditioned U-Net, a small
+CLIP-style text encoder trained jointly with it, and a word-level tokenizer over the world's
+vocabulary. Standard diffusers/transformers classes, so the same loading and guidance code
+serves this model and Stable Diffusion.
+"""
+
+from __future__ import annotations
+
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+from backend.builtin_model import vocabulary
+
+RESOLUTION = 32
+"""Native image side of the model, pixels."""
+MAX_TOKENS = 12
+"""Token sequence length (with <bos>/<eos>/padding)."""
+TEXT_WIDTH = 64
+"""Text embedding width = U-Net cross-attention width."""
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: lower-case, split on whitespace and punctuation, <bos> ... <eos>."""
+    words = [*SPECIAL_TOKENS, *vocabulary.all_words()]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=MAX_TOKENS,
+    )
+
+
+def build_text_encoder(vocab_size: int) -> CLIPTextModel:
+    """A 2-layer, 64-wide CLIP text transformer (randomly initialised)."""
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=TEXT_WIDTH,
+            intermediate_size=2 * TEXT_WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=MAX_TOKENS,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+    )
+
+
+def build_unet() -> UNet2DConditionModel:
+    """1.4M-parameter 32x32 U-Net; cross-attention only at 8x8 and in the mid block, 2 heads
+    (REFERENCE.md: attention resolution and head count dominate CPU cost)."""
+    return UNet2DConditionModel(
+        sample_size=RESOLUTION,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=2,  # diffusers quirk: this is the number of heads
+        norm_num_groups=16,
+    )
+
+
+def build_scheduler() -> DDPMScheduler:
+    """Cosine noise schedule, v-prediction (faster convergence for small models)."""
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        clip_sample=False,
+    )

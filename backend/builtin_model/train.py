@@ -1,0 +1,163 @@
+"""Train `tiny-shapes` from scratch on CPU: `python -m backend.builtin_model.train OUT_DIR`.
+
+Reproducible from `--seed` (same data set, same initialisation, same batches). Default budget:
+6,000 steps at batch 32, about 1 h on 2 idle cores. Writes the diffusers folder layout
+(model_index.json, unet/, text_encoder/, tokenizer/, scheduler/, vocabulary.json) from the EMA
+weights, plus a sample grid (one row per shape, one column per colour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from backend.builtin_model import architecture, vocabulary
+from backend.builtin_model.dataset import DatasetConfig, build_dataset
+from backend.builtin_model.sample_grid import save_sample_grid
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters."""
+
+    steps: int = 6000
+    """Optimiser steps."""
+    batch: int = 32
+    """Images per step."""
+    dataset_size: int = 40_000
+    """Pre-rendered images (the step budget sees each about 5 times)."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (after warm-up), cosine-decayed to 5% at the end."""
+    warmup: int = 200
+    """Linear warm-up steps."""
+    ema_decay: float = 0.999
+    """EMA decay of the weights that are saved."""
+    min_snr_gamma: float = 5.0
+    """Min-SNR loss weighting (Hang et al. 2023), gamma."""
+    seed: int = 0
+    """Seed of data, initialisation and batches."""
+    checkpoint_every: int = 1500
+    """Save the EMA model and a sample grid every this many steps."""
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_model(
+    out: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer, scheduler, info: dict
+) -> None:
+    """Write the diffusers folder layout of the built-in model."""
+    out.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(out / "unet")
+    text_encoder.save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+    model_index = {
+        "_class_name": "TinyShapesPipeline",
+        "_diffusers_version": "0.30.0",
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+    }
+    (out / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    vocab = {
+        "shapes": list(vocabulary.SHAPES),
+        "colours": list(vocabulary.COLOURS),
+        "synonyms": vocabulary.SYNONYMS,
+        "views": list(vocabulary.VIEW_WORDS),
+        "training": info,
+    }
+    (out / "vocabulary.json").write_text(json.dumps(vocab, indent=2) + "\n")
+
+
+def train(out: Path, cfg: TrainConfig, grid_path: Path | None) -> None:
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    images, captions = build_dataset(cfg.dataset_size, cfg.seed, DatasetConfig())
+    print(f"data set: {len(captions)} images in {time.time() - t0:.0f} s", flush=True)
+
+    tokenizer = architecture.build_tokenizer()
+    ids = tokenizer(
+        captions, padding="max_length", max_length=architecture.MAX_TOKENS, truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    unet = architecture.build_unet()
+    text_encoder = architecture.build_text_encoder(len(tokenizer))
+    scheduler = architecture.build_scheduler()
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    ema_unet = architecture.build_unet().requires_grad_(False)
+    ema_text = architecture.build_text_encoder(len(tokenizer)).requires_grad_(False)
+    ema_unet.load_state_dict(unet.state_dict())
+    ema_text.load_state_dict(text_encoder.state_dict())
+    ema_params = [*ema_unet.parameters(), *ema_text.parameters()]
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+
+    # alpha_bar_t of the schedule; SNR(t) = alpha_bar / (1 - alpha_bar).
+    alphas_cumprod = scheduler.alphas_cumprod
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    batches = torch.Generator().manual_seed(cfg.seed + 1)
+    losses: list[float] = []
+    start = time.time()
+    for step in range(cfg.steps):
+        for group in optimiser.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        index = torch.randint(0, len(captions), (cfg.batch,), generator=batches)
+        x0 = images[index].float() / 127.5 - 1.0  # [B, 3, H, W] in [-1, 1]
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=batches)
+        noise = torch.randn(x0.shape, generator=batches)
+        x_t = scheduler.add_noise(x0, noise, t)
+        v_target = scheduler.get_velocity(x0, noise, t)
+        text = text_encoder(ids[index]).last_hidden_state
+        v_pred = unet(x_t, t, encoder_hidden_states=text).sample
+        # Min-SNR-gamma weighting for v-prediction: min(SNR, gamma) / (SNR + 1).
+        weight = snr[t].clamp(max=cfg.min_snr_gamma) / (snr[t] + 1)
+        loss = (weight * (v_pred - v_target).pow(2).mean(dim=(1, 2, 3))).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, live in zip(ema_params, params, strict=True):
+                ema.lerp_(live, 1 - decay)
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0:
+            rate = (time.time() - start) / (step + 1)
+            print(
+                f"step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f} "
+                f"{rate:.2f} s/step, eta {rate * (cfg.steps - step - 1) / 60:.0f} min",
+                flush=True,
+            )
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            info = {**asdict(cfg), "trained_steps": step + 1, "final_loss": sum(losses[-200:]) / 200}
+            save_model(out, ema_unet, ema_text, tokenizer, scheduler, info)
+            if grid_path is not None:
+                save_sample_grid(out, grid_path, seed=cfg.seed)
+            print(f"saved {out} at step {step + 1}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path, help="output folder (diffusers layout)")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--grid", type=Path, default=None, help="where to write the sample grid PNG")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train(args.out, TrainConfig(steps=args.steps, seed=args.seed), args.grid)
+
+
+if __name__ == "__main__":
+    main()

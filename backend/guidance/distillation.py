@@ -1,0 +1,117 @@
+"""What every score-distillation method shares: the timestep draw, the weighting w(t), the
+reparameterised loss that injects a chosen gradient into the renders, and the interface the
+optimisation loop calls (`DistillationMethod`)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+GuidedNoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(x_t [B, C, h, w], t [B]) -> classifier-free guided eps_hat [B, C, h, w].
+
+A closure over the prompt embeddings (one prompt, view-dependent prompts, or the
+mask-combined prompts of a composed scene)."""
+
+
+class Weighting(enum.Enum):
+    """w(t) of the distillation gradient."""
+
+    SDS = "sds"
+    """DreamFusion: w(t) = sigma_t^2 = 1 - alpha_bar_t."""
+    UNIFORM = "uniform"
+    """w(t) = 1."""
+    SNR_SQRT = "snr_sqrt"
+    """w(t) = sqrt(alpha_bar_t) * sqrt(1 - alpha_bar_t) (favours middle noise levels)."""
+
+
+def weight_of(weighting: Weighting, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """[B] integer t -> [B, 1, 1, 1] weights w(t)."""
+    a = alphas_cumprod[t]
+    if weighting is Weighting.SDS:
+        w = 1.0 - a
+    elif weighting is Weighting.UNIFORM:
+        w = torch.ones_like(a)
+    else:
+        w = a.sqrt() * (1.0 - a).sqrt()
+    return w.view(-1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class TimestepSchedule:
+    """t ~ U[t_min, t_max] as fractions of the training timesteps; t_max may anneal linearly."""
+
+    t_min: float = 0.02
+    """Lowest fraction of the T training timesteps (DreamFusion 0.02)."""
+    t_max: float = 0.98
+    """Highest fraction at the start (DreamFusion 0.98)."""
+    t_max_end: float | None = None
+    """If set, t_max falls linearly to this by `anneal_until` of the run (ProlificDreamer
+    0.98 -> 0.5)."""
+    anneal_until: float = 0.2
+    """Fraction of the run over which t_max anneals."""
+
+    def bounds(self, progress: float) -> tuple[float, float]:
+        """(t_min, t_max) at run progress in [0, 1]."""
+        if self.t_max_end is None:
+            return self.t_min, self.t_max
+        k = min(1.0, progress / max(self.anneal_until, 1e-8))
+        return self.t_min, self.t_max + k * (self.t_max_end - self.t_max)
+
+
+def sample_timesteps(
+    schedule: TimestepSchedule, progress: float, num_train_timesteps: int, batch: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """[B] integer timesteps t ~ U[t_min T, t_max T]."""
+    lo, hi = schedule.bounds(progress)
+    t_lo = int(lo * num_train_timesteps)
+    t_hi = max(t_lo + 1, int(hi * num_train_timesteps))
+    return torch.randint(t_lo, t_hi, (batch,), generator=generator)
+
+
+def gradient_injection_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A loss whose gradient w.r.t. `x` [B, ...] is exactly `grad` / B:
+
+        target = (x - grad).detach();  L = 0.5 * ||x - target||^2 / B  =>  dL/dx = grad / B.
+    """
+    target = (x - grad).detach()
+    return 0.5 * torch.nn.functional.mse_loss(x, target, reduction="sum") / x.shape[0]
+
+
+def clean_gradient(grad: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """nan_to_num, then an optional elementwise clamp to [-clip, clip]."""
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+    return grad if clip is None else grad.clamp(-clip, clip)
+
+
+@dataclass
+class DistillationStep:
+    """What one method step returns: the loss to backpropagate into the renders (and whatever
+    the method trains itself), plus numbers for progress reports."""
+
+    loss: torch.Tensor
+    grad_norm: float
+    timesteps: torch.Tensor
+
+
+class DistillationMethod(Protocol):
+    """One score-distillation method (sds.py, vsd.py, sjc.py)."""
+
+    guidance_scale: float
+
+    def step(
+        self,
+        x0: torch.Tensor,
+        guided_noise: GuidedNoise,
+        c2w: torch.Tensor,
+        progress: float,
+        generator: torch.Generator,
+    ) -> DistillationStep:
+        """x0: [B, C, h, w] renders in model space (with grad); c2w: [B, 4, 4] cameras;
+        progress: fraction of the run done."""
+        ...

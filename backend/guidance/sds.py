@@ -1,0 +1,81 @@
+"""Score Distillation Sampling (DreamFusion, Poole et al. 2022).
+
+    grad_theta L_SDS = E_{t, eps} [ w(t) (eps_hat(x_t; y, t) - eps) dx/dtheta ]
+
+with x = g(theta) the render (or its VAE latent), x_t = sqrt(alpha_bar_t) x + sqrt(1 - alpha_bar_t)
+eps, eps_hat the classifier-free guided prediction, and no U-Net Jacobian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from backend.guidance.distillation import (
+    DistillationStep,
+    GuidedNoise,
+    TimestepSchedule,
+    Weighting,
+    clean_gradient,
+    gradient_injection_loss,
+    sample_timesteps,
+    weight_of,
+)
+from backend.guidance.prior import DiffusionPrior
+
+
+@dataclass(frozen=True)
+class SDSConfig:
+    """SDS hyperparameters."""
+
+    guidance_scale: float = 100.0
+    """s in eps_uncond + s (eps_cond - eps_uncond); DreamFusion uses 100."""
+    timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
+    """Range of t."""
+    weighting: Weighting = Weighting.SDS
+    """w(t)."""
+    grad_clip: float | None = None
+    """Elementwise clamp of w(t)(eps_hat - eps); None for no clamp."""
+
+
+def sds_gradient(
+    prior: DiffusionPrior,
+    x0: torch.Tensor,
+    guided_noise: GuidedNoise,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    config: SDSConfig,
+) -> torch.Tensor:
+    """w(t) (eps_hat(x_t, t) - eps) for given t [B] and eps [B, C, h, w] (no grad)."""
+    with torch.no_grad():
+        x_t = prior.add_noise(x0.detach(), noise, t)
+        eps_hat = guided_noise(x_t, t)
+        grad = weight_of(config.weighting, prior.alphas_cumprod, t).to(x0.dtype) * (eps_hat - noise)
+    return clean_gradient(grad, config.grad_clip)
+
+
+class SDS:
+    """DreamFusion's score distillation as a `DistillationMethod`."""
+
+    def __init__(self, prior: DiffusionPrior, config: SDSConfig = SDSConfig()) -> None:
+        self.prior = prior
+        self.config = config
+        self.guidance_scale = config.guidance_scale
+
+    def step(
+        self,
+        x0: torch.Tensor,
+        guided_noise: GuidedNoise,
+        c2w: torch.Tensor,
+        progress: float,
+        generator: torch.Generator,
+    ) -> DistillationStep:
+        t = sample_timesteps(
+            self.config.timesteps, progress, self.prior.num_train_timesteps, x0.shape[0], generator
+        ).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        grad = sds_gradient(self.prior, x0, guided_noise, t, noise, self.config)
+        return DistillationStep(
+            loss=gradient_injection_loss(x0, grad), grad_norm=float(grad.norm()), timesteps=t
+        )

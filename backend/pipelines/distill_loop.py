@@ -1,0 +1,110 @@
+"""The optimisation loop every pipeline shares: render random views, encode them into the
+prior's space, take one distillation step, add the regularisers, update, report.
+
+It is a generator of protocol events (Progress each step, Preview every N steps) and checks
+for cancellation between steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from backend.guidance.distillation import DistillationMethod, GuidedNoise
+from backend.guidance.prior import DiffusionPrior
+from backend.pipelines.cancel import JobCancelled
+from backend.pipelines.presets import DistillConfig
+from backend.render.background import sample_backgrounds
+from backend.render.cameras import Cameras
+from backend.render.preview import preview_png
+from backend.render.renderer import render
+from backend.render.shading import sample_shading_modes
+from protocol.messages import Preview, Progress
+
+ViewSampler = Callable[[int, torch.Generator], tuple[Cameras, GuidedNoise]]
+"""(step, generator) -> the step's cameras and the guided noise predictor for them."""
+
+
+@dataclass
+class LoopState:
+    """Running numbers of a loop, readable after it ends (benchmarks, tests)."""
+
+    step: int = 0
+    loss: float = float("nan")
+    render_ms: float = 0.0
+    """Total render forward+backward milliseconds."""
+    guidance_ms: float = 0.0
+    """Total milliseconds in encode + distillation step (U-Net forwards)."""
+
+
+def distill(
+    field: torch.nn.Module,
+    prior: DiffusionPrior,
+    method: DistillationMethod,
+    config: DistillConfig,
+    sample_views: ViewSampler,
+    generator: torch.Generator,
+    should_cancel: Callable[[], bool],
+    stage: str = "optimise",
+    after_step: Callable[[], None] | None = None,
+    state: LoopState | None = None,
+    eta_tail_s: float = 0.0,
+) -> Iterator[Progress | Preview]:
+    """Optimise `field` for `config.steps` steps under `method`.
+
+    `after_step` runs after each update (e.g. to restore parameters outside an edit region);
+    `eta_tail_s` is added to the ETA for work after the loop (export).
+    """
+    state = state or LoopState()
+    device = prior.device
+    optimiser = torch.optim.Adam(field.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+    reg = config.regularisers
+    start = time.perf_counter()
+    for step in range(config.steps):
+        if should_cancel():
+            raise JobCancelled()
+        progress = step / max(1, config.steps - 1)
+        cameras, guided_noise = sample_views(step, generator)
+        cameras = cameras.to(device)
+        b = len(cameras)
+        modes = sample_shading_modes(b, config.shading, generator)
+        backgrounds = sample_backgrounds(b, generator)
+
+        t0 = time.perf_counter()
+        out = render(
+            field, cameras, config.resolution, config.resolution, modes, backgrounds,
+            config.render, config.shading, generator,
+        )
+        t1 = time.perf_counter()
+        x0 = prior.encode_images(out.rgb)
+        distilled = method.step(x0, guided_noise, cameras.c2w, progress, generator)
+        t2 = time.perf_counter()
+
+        lambda_orient = reg.orientation_start + progress * (reg.orientation_end - reg.orientation_start)
+        loss = (
+            distilled.loss
+            + reg.sparsity * out.opacity.mean()
+            + lambda_orient * out.orientation
+        )
+        if reg.total_variation > 0 and hasattr(field, "total_variation"):
+            loss = loss + reg.total_variation * field.total_variation()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if after_step is not None:
+            after_step()
+        t3 = time.perf_counter()
+
+        state.step = step + 1
+        state.loss = float(loss.detach())
+        state.render_ms += 1000 * ((t1 - t0) + (t3 - t2))
+        state.guidance_ms += 1000 * (t2 - t1)
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (step + 1) * (config.steps - step - 1) + eta_tail_s
+        yield Progress(stage=stage, step=step + 1, total=config.steps, loss=state.loss, eta_s=eta)
+        last = step + 1 == config.steps
+        if config.preview_every and ((step + 1) % config.preview_every == 0 or last):
+            yield Preview(step=step + 1, png=preview_png(field))

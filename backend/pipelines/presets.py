@@ -1,0 +1,120 @@
+"""Presets: every number of an optimisation run, per quality level, method and device.
+
+Written in Python (no YAML): `preset_config("preview", "sds", on_gpu=False)` returns the
+`DistillConfig` a run uses. CPU presets target the built-in model (32x32 renders); GPU presets
+target Stable Diffusion (64x64 renders, upsampled to 512 for the VAE, as DreamFusion-style
+implementations do at this stage).
+
+| preset   | CPU steps (views x res) | GPU steps (views x res) |
+|----------|-------------------------|-------------------------|
+| preview  | 150 (4 x 32)            | 1,500 (1 x 64)          |
+| standard | 400 (4 x 32)            | 5,000 (1 x 64)          |
+| high     | 1,000 (4 x 48)          | 10,000 (1 x 128)        |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, replace
+
+from backend.export.export_field import ExportConfig
+from backend.field.grid_field import GridFieldConfig
+from backend.render.cameras import CameraSamplingConfig
+from backend.render.renderer import RenderConfig
+from backend.render.shading import ShadingConfig
+
+PRESETS: tuple[str, ...] = ("preview", "standard", "high")
+METHODS: tuple[str, ...] = ("sds", "vsd", "sjc")
+
+
+@dataclass(frozen=True)
+class RegulariserConfig:
+    """Weights of the geometry regularisers (threestudio names)."""
+
+    sparsity: float = 0.02
+    """lambda_sparsity on the mean opacity: pushes empty space to stay empty."""
+    orientation_start: float = 1.0
+    """lambda_orient at the start of the run; ramps linearly to `orientation_end`."""
+    orientation_end: float = 10.0
+    """lambda_orient at the end (threestudio ramps 10 -> 1000 on SD-scale gradients; our
+    gradients are per-pixel means, hence smaller numbers)."""
+    total_variation: float = 0.5
+    """lambda_tv on neighbouring voxel differences (grid fields only)."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One optimisation run."""
+
+    steps: int = 150
+    """Optimisation steps."""
+    views: int = 4
+    """Views rendered per step (the batch the prior judges)."""
+    resolution: int = 32
+    """Render side in pixels (resized to the prior's input size before encoding)."""
+    lr: float = 0.1
+    """Adam learning rate of the grid values."""
+    grid: GridFieldConfig = dataclasses.field(default_factory=GridFieldConfig)
+    """Representation."""
+    render: RenderConfig = dataclasses.field(default_factory=lambda: RenderConfig(24, 24))
+    """Samples per ray."""
+    cameras: CameraSamplingConfig = dataclasses.field(default_factory=CameraSamplingConfig)
+    """Random camera ranges."""
+    shading: ShadingConfig = dataclasses.field(default_factory=ShadingConfig)
+    """Light model and shading-mode odds."""
+    regularisers: RegulariserConfig = dataclasses.field(default_factory=RegulariserConfig)
+    """Geometry regularisers."""
+    guidance_scale: float = 30.0
+    """Classifier-free guidance scale s (formula in backend.guidance.prior)."""
+    preview_every: int = 25
+    """Send a preview image every this many steps (0: never)."""
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    """Mesh extraction and texture baking."""
+    face_budget: int = 10_000
+    """Faces of the exported mesh at most (decimated before UV unwrapping)."""
+    texture_size: int = 512
+    """Side of the baked baseColor texture, pixels."""
+
+
+_CPU = {
+    "preview": DistillConfig(steps=150),
+    "standard": DistillConfig(steps=400, render=RenderConfig(32, 32)),
+    "high": DistillConfig(
+        steps=1000,
+        resolution=48,
+        render=RenderConfig(32, 32),
+        grid=GridFieldConfig(resolution=96),
+        texture_size=1024,
+    ),
+}
+
+_GPU = {
+    "preview": DistillConfig(steps=1500, views=1, resolution=64, guidance_scale=100.0, lr=0.05),
+    "standard": DistillConfig(
+        steps=5000, views=1, resolution=64, guidance_scale=100.0, lr=0.05,
+        grid=GridFieldConfig(resolution=128), render=RenderConfig(64, 64),
+        face_budget=30_000, texture_size=1024,
+    ),
+    "high": DistillConfig(
+        steps=10000, views=1, resolution=128, guidance_scale=100.0, lr=0.05,
+        grid=GridFieldConfig(resolution=192), render=RenderConfig(64, 64),
+        face_budget=50_000, texture_size=2048,
+    ),
+}
+
+_METHOD_OVERRIDES = {
+    # VSD works at ordinary guidance (ProlificDreamer: 7.5).
+    "vsd": {"guidance_scale": 7.5},
+    "sds": {},
+    "sjc": {},
+}
+
+
+def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
+    """The run configuration of a preset; raises ValueError naming the field for unknown names."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    if method not in METHODS:
+        raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    base = (_GPU if on_gpu else _CPU)[preset]
+    return replace(base, **_METHOD_OVERRIDES[method])

@@ -1,0 +1,41 @@
+"""Guided noise predictors for plain prompts: view-dependent embeddings computed once per job,
+selected per view, and the negative prompt as the unconditional branch (as Stable Diffusion
+pipelines do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from backend.guidance.distillation import GuidedNoise
+from backend.guidance.prior import DiffusionPrior
+from backend.guidance.view_prompts import view_prompts, views_of
+from backend.render.cameras import Cameras
+
+
+@dataclass
+class PromptEmbeddings:
+    """Embeddings of one prompt: per view class [4, L, D], and the unconditional [1, L, D]."""
+
+    per_view: torch.Tensor
+    uncond: torch.Tensor
+
+    @classmethod
+    def encode(cls, prior: DiffusionPrior, prompt: str, negative_prompt: str = "") -> PromptEmbeddings:
+        """Encode the four view-suffixed prompts and the negative prompt once."""
+        return cls(prior.encode_text(view_prompts(prompt)), prior.encode_text([negative_prompt]))
+
+    def for_cameras(self, cameras: Cameras) -> torch.Tensor:
+        """[B, L, D] conditional embeddings matching each camera's view class."""
+        views = views_of(cameras.elevation, cameras.azimuth).to(self.per_view.device)
+        return self.per_view[views]
+
+
+def prompt_guidance(
+    prior: DiffusionPrior, embeddings: PromptEmbeddings, cameras: Cameras, guidance_scale: float
+) -> GuidedNoise:
+    """eps_cfg(x_t, t) for the cameras' view-dependent prompts."""
+    cond = embeddings.for_cameras(cameras)
+    uncond = embeddings.uncond.expand_as(cond)
+    return lambda x_t, t: prior.guided_noise(x_t, t, cond, uncond, guidance_scale)
