@@ -42,7 +42,12 @@ class DatasetConfig:
 
 
 def caption_for(
-    shape: str, colour: str, elevation: float, azimuth: float, cfg: DatasetConfig, rng: random.Random
+    shape: str,
+    colour: str,
+    elevation: float,
+    azimuth: float,
+    cfg: DatasetConfig,
+    rng: random.Random,
 ) -> str:
     """One training caption for an object seen from (elevation, azimuth) degrees."""
     u = rng.random()
@@ -50,14 +55,22 @@ def caption_for(
         return ""
     words = [w for w, s in vocabulary.SYNONYMS.items() if s == shape]
     noun = rng.choice([shape, *words]) if words and rng.random() < 0.3 else shape
-    text = f"a {noun}" if u < cfg.null_caption_prob + cfg.colourless_caption_prob else f"a {colour} {noun}"
+    text = (
+        f"a {noun}"
+        if u < cfg.null_caption_prob + cfg.colourless_caption_prob
+        else f"a {colour} {noun}"
+    )
     if shape in vocabulary.ASYMMETRIC_SHAPES or rng.random() < cfg.suffix_prob_symmetric:
         text += view_suffix(elevation, azimuth)
     return text
 
 
 def _sphere_trace(
-    parts: list[shapes.Part], origins: torch.Tensor, dirs: torch.Tensor, steps: int, pixel_angle: torch.Tensor
+    parts: list[shapes.Part],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    steps: int,
+    pixel_angle: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """March rays [R, 3] through the union of parts -> (depth [R], coverage [R] in [0, 1]).
 
@@ -90,20 +103,30 @@ def _normals(parts: list[shapes.Part], points: torch.Tensor, eps: float = 1e-3) 
 
 
 def render_batch(
-    shape: str, colour_names: list[str], cfg: DatasetConfig, generator: torch.Generator, rng: random.Random
+    shape: str,
+    colour_names: list[str],
+    cfg: DatasetConfig,
+    generator: torch.Generator,
+    rng: random.Random,
 ) -> tuple[torch.Tensor, list[str]]:
     """Render len(colour_names) images of one shape -> ([B, 3, H, W] in [0, 1], captions)."""
     b, res = len(colour_names), cfg.resolution
     cameras = sample_cameras(b, CameraSamplingConfig(), generator)
     # Shuffle the stratified azimuths so each image gets an independent view.
     perm = torch.randperm(b, generator=generator)
-    cameras.c2w, cameras.elevation, cameras.azimuth = cameras.c2w[perm], cameras.elevation[perm], cameras.azimuth[perm]
+    cameras.c2w, cameras.elevation, cameras.azimuth = (
+        cameras.c2w[perm],
+        cameras.elevation[perm],
+        cameras.azimuth[perm],
+    )
     cameras.distance, cameras.fovy, cameras.light_position = (
         cameras.distance[perm],
         cameras.fovy[perm],
         cameras.light_position[perm],
     )
-    scale = cfg.scale_range[0] + (cfg.scale_range[1] - cfg.scale_range[0]) * torch.rand(b, generator=generator)
+    scale = cfg.scale_range[0] + (cfg.scale_range[1] - cfg.scale_range[0]) * torch.rand(
+        b, generator=generator
+    )
     rays = camera_rays(cameras, res, res)
     # Trace in object space (scaled), so one set of parts serves every scale.
     origins = (rays.origins / scale[:, None, None, None]).reshape(-1, 3)
@@ -114,7 +137,9 @@ def render_batch(
     points = origins + dirs * depth[:, None]
 
     colours = torch.tensor([vocabulary.COLOURS[c] for c in colour_names])
-    colours = (colours + (torch.rand(b, 3, generator=generator) * 2 - 1) * cfg.colour_jitter).clamp(0, 1)
+    colours = (colours + (torch.rand(b, 3, generator=generator) * 2 - 1) * cfg.colour_jitter).clamp(
+        0, 1
+    )
     per_ray_colour = colours.repeat_interleave(res * res, dim=0)
     _, albedo = shapes.evaluate(parts, points, per_ray_colour)
     normals = _normals(parts, points)

@@ -15,7 +15,11 @@ from backend.guidance.prior import DiffusionPrior
 
 @torch.no_grad()
 def sample_images(
-    prior: DiffusionPrior, prompts: list[str], seed: int, steps: int = 30, guidance_scale: float = 4.0
+    prior: DiffusionPrior,
+    prompts: list[str],
+    seed: int,
+    steps: int = 30,
+    guidance_scale: float = 4.0,
 ) -> torch.Tensor:
     """DDIM samples ([B, 3, H, W] in [0, 1]) for prompts, classifier-free guided."""
     # The prior returns epsilon whatever the model predicts, so DDIM steps on epsilon.

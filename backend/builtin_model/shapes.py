@@ -23,7 +23,9 @@ def sphere(centre: tuple[float, float, float], radius: float) -> Sdf:
     return lambda p: (p - c).norm(dim=-1) - radius
 
 
-def box(centre: tuple[float, float, float], half: tuple[float, float, float], round_: float = 0.0) -> Sdf:
+def box(
+    centre: tuple[float, float, float], half: tuple[float, float, float], round_: float = 0.0
+) -> Sdf:
     c, h = torch.tensor(centre), torch.tensor(half) - round_
 
     def sdf(p: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,9 @@ def cylinder(centre: tuple[float, float, float], radius: float, half_height: flo
     return sdf
 
 
-def capped_cone(centre: tuple[float, float, float], half_height: float, r_bottom: float, r_top: float) -> Sdf:
+def capped_cone(
+    centre: tuple[float, float, float], half_height: float, r_bottom: float, r_top: float
+) -> Sdf:
     """Exact SDF of a cone frustum along Z (Inigo Quilez's capped cone)."""
     c = torch.tensor(centre)
     k1 = torch.tensor([r_top, half_height])
@@ -56,7 +60,9 @@ def capped_cone(centre: tuple[float, float, float], half_height: float, r_bottom
         rel = p - c
         q = torch.stack([rel[..., :2].norm(dim=-1), rel[..., 2]], dim=-1)
         radius = torch.where(q[..., 1] < 0.0, r_bottom, r_top)
-        ca = torch.stack([q[..., 0] - torch.minimum(q[..., 0], radius), q[..., 1].abs() - half_height], -1)
+        ca = torch.stack(
+            [q[..., 0] - torch.minimum(q[..., 0], radius), q[..., 1].abs() - half_height], -1
+        )
         h = ((k1 - q) * k2).sum(-1) / (k2 * k2).sum()
         cb = q - k1 + k2 * h.clamp(0.0, 1.0)[..., None]
         sign = torch.where((cb[..., 0] < 0.0) & (ca[..., 1] < 0.0), -1.0, 1.0)

@@ -54,7 +54,12 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def save_model(
-    out: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer, scheduler, info: dict
+    out: Path,
+    unet: torch.nn.Module,
+    text_encoder: torch.nn.Module,
+    tokenizer,
+    scheduler,
+    info: dict,
 ) -> None:
     """Write the diffusers folder layout of the built-in model."""
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,10 @@ def train(out: Path, cfg: TrainConfig, grid_path: Path | None) -> None:
 
     tokenizer = architecture.build_tokenizer()
     ids = tokenizer(
-        captions, padding="max_length", max_length=architecture.MAX_TOKENS, truncation=True,
+        captions,
+        padding="max_length",
+        max_length=architecture.MAX_TOKENS,
+        truncation=True,
         return_tensors="pt",
     ).input_ids
     unet = architecture.build_unet()
@@ -140,7 +148,11 @@ def train(out: Path, cfg: TrainConfig, grid_path: Path | None) -> None:
                 flush=True,
             )
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            info = {**asdict(cfg), "trained_steps": step + 1, "final_loss": sum(losses[-200:]) / 200}
+            info = {
+                **asdict(cfg),
+                "trained_steps": step + 1,
+                "final_loss": sum(losses[-200:]) / 200,
+            }
             save_model(out, ema_unet, ema_text, tokenizer, scheduler, info)
             if grid_path is not None:
                 save_sample_grid(out, grid_path, seed=cfg.seed)
@@ -153,7 +165,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--grid", type=Path, default=None, help="where to write the sample grid PNG")
+    parser.add_argument(
+        "--grid", type=Path, default=None, help="where to write the sample grid PNG"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train(args.out, TrainConfig(steps=args.steps, seed=args.seed), args.grid)

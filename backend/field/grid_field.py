@@ -82,7 +82,9 @@ class DenseGridField(torch.nn.Module):
     def _sample(self, grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Trilinear lookup of [1, C, r, r, r] at [N, 3] -> [N, C]; border-clamped outside."""
         coords = (points / self.config.bound).view(1, -1, 1, 1, 3)
-        out = F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=True)
+        out = F.grid_sample(
+            grid, coords, mode="bilinear", padding_mode="border", align_corners=True
+        )
         return out.view(grid.shape[1], -1).t()
 
     def raw_density(self, points: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,10 @@ class TimestepSchedule:
 
 
 def sample_timesteps(
-    schedule: TimestepSchedule, progress: float, num_train_timesteps: int, batch: int,
+    schedule: TimestepSchedule,
+    progress: float,
+    num_train_timesteps: int,
+    batch: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """[B] integer timesteps t ~ U[t_min T, t_max T]."""
@@ -77,7 +80,7 @@ def sample_timesteps(
 def gradient_injection_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """A loss whose gradient w.r.t. `x` [B, ...] is exactly `grad` / B:
 
-        target = (x - grad).detach();  L = 0.5 * ||x - target||^2 / B  =>  dL/dx = grad / B.
+    target = (x - grad).detach();  L = 0.5 * ||x - target||^2 / B  =>  dL/dx = grad / B.
     """
     target = (x - grad).detach()
     return 0.5 * torch.nn.functional.mse_loss(x, target, reduction="sum") / x.shape[0]

@@ -76,7 +76,10 @@ class DiffusionPrior:
 
     @classmethod
     def load(
-        cls, name_or_path: str | None, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        cls,
+        name_or_path: str | None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
     ) -> DiffusionPrior:
         """Load every component listed in model_index.json (local folder or hub id)."""
         source = resolve_model(name_or_path)
@@ -102,13 +105,26 @@ class DiffusionPrior:
         if missing:
             raise ValueError(f"model: {source!r} lacks components {sorted(missing)}")
         return cls.from_components(
-            parts["unet"], parts["scheduler"], parts["text_encoder"], parts["tokenizer"], parts.get("vae"),
-            device=device, dtype=dtype,
+            parts["unet"],
+            parts["scheduler"],
+            parts["text_encoder"],
+            parts["tokenizer"],
+            parts.get("vae"),
+            device=device,
+            dtype=dtype,
         )
 
     @classmethod
     def from_components(
-        cls, unet, scheduler, text_encoder, tokenizer, vae=None, *, device="cpu", dtype=torch.float32
+        cls,
+        unet,
+        scheduler,
+        text_encoder,
+        tokenizer,
+        vae=None,
+        *,
+        device="cpu",
+        dtype=torch.float32,
     ) -> DiffusionPrior:
         """Wrap already-built components (tests build tiny ones from config)."""
         device = torch.device(device)
@@ -192,11 +208,32 @@ class DiffusionPrior:
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """eps_hat(x_t, t, y) for [B, C, h, w] x_t, [B] t, [B, L, D] text (no guidance)."""
+    def model_output(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The U-Net's own prediction (eps, v or x_0 per `prediction_type`) for [B, C, h, w]
+        x_t, [B] t, [B, L, D] text; a learned-variance half is dropped."""
         out = self.unet(x_t.to(self.dtype), t.to(self.device), encoder_hidden_states=text).sample
         if out.shape[1] == 2 * x_t.shape[1]:  # learned variance (DeepFloyd IF): keep the mean
             out = out[:, : x_t.shape[1]]
+        return out
+
+    def training_target(
+        self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """What `model_output` is trained to match at x_t = add_noise(x0, noise, t):
+        eps, v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, or x_0."""
+        prediction = self.scheduler.config.prediction_type
+        if prediction == "epsilon":
+            return noise
+        if prediction == "v_prediction":
+            a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
+            return a.sqrt() * noise - (1 - a).sqrt() * x0
+        if prediction == "sample":
+            return x0
+        raise ValueError(f"model: unsupported prediction_type {prediction!r}")
+
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """eps_hat(x_t, t, y) for [B, C, h, w] x_t, [B] t, [B, L, D] text (no guidance)."""
+        out = self.model_output(x_t, t, text)
         prediction = self.scheduler.config.prediction_type
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(out.dtype)
         if prediction == "epsilon":

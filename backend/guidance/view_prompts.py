@@ -52,7 +52,7 @@ def views_of(elevation_deg: torch.Tensor, azimuth_deg: torch.Tensor) -> torch.Te
 
 
 def view_suffix(elevation_deg: float, azimuth_deg: float) -> str:
-    """", front view" etc. for one camera."""
+    """ ", front view" etc. for one camera."""
     return f", {view_of(elevation_deg, azimuth_deg).name.lower()} view"
 
 

@@ -20,12 +20,20 @@ from backend.pipelines.presets import DistillConfig
 from backend.render.background import sample_backgrounds
 from backend.render.cameras import Cameras
 from backend.render.preview import preview_png
-from backend.render.renderer import render
+from backend.render.renderer import RenderableField, RenderOutput, render
 from backend.render.shading import sample_shading_modes
 from protocol.messages import Preview, Progress
 
 ViewSampler = Callable[[int, torch.Generator], tuple[Cameras, GuidedNoise]]
 """(step, generator) -> the step's cameras and the guided noise predictor for them."""
+
+Renderer = Callable[..., RenderOutput]
+"""(field, cameras, height, width, modes, backgrounds, RenderConfig, ShadingConfig, generator)
+-> RenderOutput, like `backend.render.renderer.render` (the default)."""
+
+StepSubject = Callable[[int], RenderableField]
+"""step -> what that step renders: `field` itself, or a part of it (one object of a composed
+scene) whose parameters are among `field.parameters()`."""
 
 
 @dataclass
@@ -52,11 +60,18 @@ def distill(
     after_step: Callable[[], None] | None = None,
     state: LoopState | None = None,
     eta_tail_s: float = 0.0,
+    subject: StepSubject | None = None,
+    renderer: Renderer = render,
+    preview: Callable[[torch.nn.Module], bytes] = preview_png,
 ) -> Iterator[Progress | Preview]:
     """Optimise `field` for `config.steps` steps under `method`.
 
     `after_step` runs after each update (e.g. to restore parameters outside an edit region);
-    `eta_tail_s` is added to the ETA for work after the loop (export).
+    `eta_tail_s` is added to the ETA for work after the loop (export); `subject` picks what
+    each step renders (default: `field`), in the frame of the cameras `sample_views` returns.
+    Regularisers and previews always use the whole `field`. `renderer` and `preview` (PNG
+    bytes of `field`) default to the volume renderer's; texture editing passes the mesh
+    renderer's.
     """
     state = state or LoopState()
     device = prior.device
@@ -74,21 +89,26 @@ def distill(
         backgrounds = sample_backgrounds(b, generator)
 
         t0 = time.perf_counter()
-        out = render(
-            field, cameras, config.resolution, config.resolution, modes, backgrounds,
-            config.render, config.shading, generator,
+        out = renderer(
+            field if subject is None else subject(step),
+            cameras,
+            config.resolution,
+            config.resolution,
+            modes,
+            backgrounds,
+            config.render,
+            config.shading,
+            generator,
         )
         t1 = time.perf_counter()
         x0 = prior.encode_images(out.rgb)
         distilled = method.step(x0, guided_noise, cameras.c2w, progress, generator)
         t2 = time.perf_counter()
 
-        lambda_orient = reg.orientation_start + progress * (reg.orientation_end - reg.orientation_start)
-        loss = (
-            distilled.loss
-            + reg.sparsity * out.opacity.mean()
-            + lambda_orient * out.orientation
+        lambda_orient = reg.orientation_start + progress * (
+            reg.orientation_end - reg.orientation_start
         )
+        loss = distilled.loss + reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         if reg.total_variation > 0 and hasattr(field, "total_variation"):
             loss = loss + reg.total_variation * field.total_variation()
         optimiser.zero_grad(set_to_none=True)
@@ -107,4 +127,4 @@ def distill(
         yield Progress(stage=stage, step=step + 1, total=config.steps, loss=state.loss, eta_s=eta)
         last = step + 1 == config.steps
         if config.preview_every and ((step + 1) % config.preview_every == 0 or last):
-            yield Preview(step=step + 1, png=preview_png(field))
+            yield Preview(step=step + 1, png=preview(field))

@@ -1,17 +1,20 @@
-"""Text to textured mesh: optimise a fresh field under the prompt, then export it."""
+"""Text to textured mesh: optimise a fresh field (or several particles, each its own field and
+mesh) under the prompt, then export it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import replace
 
 import torch
 
 from backend.export.export_field import export_field, to_glb
 from backend.field.grid_field import DenseGridField
-from backend.guidance.methods import make_method
+from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import LoopState, distill
 from backend.pipelines.naming import mesh_name
+from backend.pipelines.particles import interleave, particle_name
 from backend.pipelines.presets import DistillConfig
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
 from backend.render.cameras import sample_cameras
@@ -21,6 +24,43 @@ EXPORT_ETA_S = 8.0
 """Rough seconds the export takes on CPU (for the ETA while optimising)."""
 
 
+def optimise_prompt_particles(
+    request: GenerateRequest,
+    prior: DiffusionPrior,
+    config: DistillConfig,
+    should_cancel: Callable[[], bool],
+    state: LoopState | None = None,
+) -> Generator[Progress | Preview, None, list[DenseGridField]]:
+    """Optimise `config.particles` new fields for the request's prompt, in turn, under one
+    method (VSD's LoRA learns the renders of all of them); particle i draws from seed
+    `request.seed + i`. Yields events and returns the fields."""
+    torch.manual_seed(request.seed)
+    fields = [DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)]
+    with distillation_method(request.method, prior, config) as method:
+        embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
+
+        def sample_views(step: int, gen: torch.Generator):
+            cameras = sample_cameras(config.views, config.cameras, gen)
+            return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
+
+        runs = [
+            distill(
+                field,
+                prior,
+                method,
+                config,
+                sample_views,
+                torch.Generator().manual_seed(request.seed + i),
+                should_cancel,
+                state=state,
+                eta_tail_s=EXPORT_ETA_S * config.particles,
+            )
+            for i, field in enumerate(fields)
+        ]
+        yield from interleave(runs)
+    return fields
+
+
 def optimise_prompt_field(
     request: GenerateRequest,
     prior: DiffusionPrior,
@@ -28,22 +68,11 @@ def optimise_prompt_field(
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
 ) -> Generator[Progress | Preview, None, DenseGridField]:
-    """Optimise a new field for the request's prompt; yields events and returns the field."""
-    torch.manual_seed(request.seed)
-    generator = torch.Generator().manual_seed(request.seed)
-    field = DenseGridField(config.grid).to(prior.device)
-    method = make_method(request.method, prior, config)
-    embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
-
-    def sample_views(step: int, gen: torch.Generator):
-        cameras = sample_cameras(config.views, config.cameras, gen)
-        return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
-
-    yield from distill(
-        field, prior, method, config, sample_views, generator, should_cancel,
-        state=state, eta_tail_s=EXPORT_ETA_S,
-    )
-    return field
+    """Optimise one new field for the request's prompt (whatever `config.particles` says);
+    yields events and returns the field."""
+    one = replace(config, particles=1)
+    fields = yield from optimise_prompt_particles(request, prior, one, should_cancel, state)
+    return fields[0]
 
 
 def generate(
@@ -52,10 +81,20 @@ def generate(
     config: DistillConfig,
     should_cancel: Callable[[], bool],
 ) -> Iterator[Progress | Preview | Result]:
-    """The generate pipeline: events while optimising, an export stage, then the result."""
-    field = yield from optimise_prompt_field(request, prior, config, should_cancel)
-    yield Progress(stage="export", step=0, total=1, loss=None, eta_s=EXPORT_ETA_S)
+    """The generate pipeline: events while optimising, an export stage, then the result (one
+    mesh per particle)."""
+    fields = yield from optimise_prompt_particles(request, prior, config, should_cancel)
+    n = len(fields)
+    yield Progress(stage="export", step=0, total=n, loss=None, eta_s=EXPORT_ETA_S * n)
     name = mesh_name(request.prompt)
-    mesh = export_field(field, config.export, config.face_budget, config.texture_size, name=name)
-    yield Progress(stage="export", step=1, total=1, loss=None, eta_s=0.0)
-    yield Result(meshes=[ResultMesh(name=name, glb=to_glb(mesh), transform=IDENTITY)])
+    meshes = []
+    for i, field in enumerate(fields):
+        particle = particle_name(name, i, n)
+        mesh = export_field(
+            field, config.export, config.face_budget, config.texture_size, name=particle
+        )
+        meshes.append(ResultMesh(name=particle, glb=to_glb(mesh), transform=IDENTITY))
+        yield Progress(
+            stage="export", step=i + 1, total=n, loss=None, eta_s=EXPORT_ETA_S * (n - i - 1)
+        )
+    yield Result(meshes=meshes)

@@ -56,7 +56,7 @@ class DistillConfig:
     """Adam learning rate of the grid values."""
     grid: GridFieldConfig = dataclasses.field(default_factory=GridFieldConfig)
     """Representation."""
-    render: RenderConfig = dataclasses.field(default_factory=lambda: RenderConfig(24, 24))
+    render: RenderConfig = dataclasses.field(default_factory=lambda: RenderConfig(32, 32))
     """Samples per ray."""
     cameras: CameraSamplingConfig = dataclasses.field(default_factory=CameraSamplingConfig)
     """Random camera ranges."""
@@ -74,6 +74,10 @@ class DistillConfig:
     """Faces of the exported mesh at most (decimated before UV unwrapping)."""
     texture_size: int = 512
     """Side of the baked baseColor texture, pixels."""
+    particles: int = 1
+    """Fields optimised side by side for one prompt, each with its own seed and its own output
+    mesh (`<name>_p1`, `<name>_p2` ...); VSD's particles share its LoRA (ProlificDreamer uses
+    4). They take turns, so the run costs `particles` x `steps` steps."""
 
 
 _CPU = {
@@ -91,14 +95,26 @@ _CPU = {
 _GPU = {
     "preview": DistillConfig(steps=1500, views=1, resolution=64, guidance_scale=100.0, lr=0.05),
     "standard": DistillConfig(
-        steps=5000, views=1, resolution=64, guidance_scale=100.0, lr=0.05,
-        grid=GridFieldConfig(resolution=128), render=RenderConfig(64, 64),
-        face_budget=30_000, texture_size=1024,
+        steps=5000,
+        views=1,
+        resolution=64,
+        guidance_scale=100.0,
+        lr=0.05,
+        grid=GridFieldConfig(resolution=128),
+        render=RenderConfig(64, 64),
+        face_budget=30_000,
+        texture_size=1024,
     ),
     "high": DistillConfig(
-        steps=10000, views=1, resolution=128, guidance_scale=100.0, lr=0.05,
-        grid=GridFieldConfig(resolution=192), render=RenderConfig(64, 64),
-        face_budget=50_000, texture_size=2048,
+        steps=10000,
+        views=1,
+        resolution=128,
+        guidance_scale=100.0,
+        lr=0.05,
+        grid=GridFieldConfig(resolution=192),
+        render=RenderConfig(64, 64),
+        face_budget=50_000,
+        texture_size=2048,
     ),
 }
 

@@ -22,7 +22,9 @@ class PromptEmbeddings:
     uncond: torch.Tensor
 
     @classmethod
-    def encode(cls, prior: DiffusionPrior, prompt: str, negative_prompt: str = "") -> PromptEmbeddings:
+    def encode(
+        cls, prior: DiffusionPrior, prompt: str, negative_prompt: str = ""
+    ) -> PromptEmbeddings:
         """Encode the four view-suffixed prompts and the negative prompt once."""
         return cls(prior.encode_text(view_prompts(prompt)), prior.encode_text([negative_prompt]))
 

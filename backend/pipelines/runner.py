@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import torch
 
@@ -24,13 +25,15 @@ _priors_lock = threading.Lock()
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when present else cpu; "cpu", "cuda", "cuda:1" as given (checked)."""
+    """ "auto" -> cuda when present else cpu; "cpu", "cuda", "cuda:1" as given (checked)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"device: {device!r} is not a torch device (auto, cpu, cuda, cuda:N)") from exc
+        raise ValueError(
+            f"device: {device!r} is not a torch device (auto, cpu, cuda, cuda:N)"
+        ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked, but this machine has no CUDA device")
     return resolved
@@ -60,11 +63,14 @@ def run_job(
     device: str,
     model: str | None,
     should_cancel: Callable[[], bool],
+    max_steps: int | None = None,
 ) -> Iterator:
     """Run one job; yields Progress, Preview, Warning and finally Result events.
 
-    Raises JobCancelled when `should_cancel()` turns true, ProtocolError for input that turns
-    out bad only now (e.g. an unreadable mesh).
+    `max_steps` caps the preset's optimisation steps: a development and test option (`serve
+    --max-steps`) for end-to-end runs that check plumbing, placement and textures in seconds
+    rather than result quality. Raises JobCancelled when `should_cancel()` turns true,
+    ProtocolError for input that turns out bad only now (e.g. an unreadable mesh).
     """
     torch_device = resolve_device(device)
     model_name = request.model or model
@@ -73,6 +79,8 @@ def run_job(
     except ValueError as exc:
         field = str(exc).split(":", 1)[0]
         raise ProtocolError(ErrorCode.BAD_VALUE, field, str(exc)) from exc
+    if max_steps is not None:
+        config = replace(config, steps=max(1, min(config.steps, max_steps)))
     if model_name in (None, BUILTIN_MODEL_NAME):
         for prompt in prompts_of(request):
             warning = vocabulary.vocabulary_warning(prompt)

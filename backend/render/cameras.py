@@ -173,7 +173,8 @@ def sample_cameras(
         (eye - centre) / scale + torch.randn(batch, 3, generator=generator), dim=-1
     )
     light_position = (
-        centre + light_dir * _uniform(*config.light_distance_range, batch, generator)[:, None] * scale
+        centre
+        + light_dir * _uniform(*config.light_distance_range, batch, generator)[:, None] * scale
     )
     return Cameras(
         c2w=look_at(eye, centre, up),

@@ -12,7 +12,9 @@ import torch
 
 def sample_deltas(depths: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
     """[R, S] sorted depths, [R] far -> [R, S] spacings (the last one reaches `far`)."""
-    return torch.cat([depths[:, 1:] - depths[:, :-1], (far[:, None] - depths[:, -1:]).clamp(min=0)], -1)
+    return torch.cat(
+        [depths[:, 1:] - depths[:, :-1], (far[:, None] - depths[:, -1:]).clamp(min=0)], -1
+    )
 
 
 def compositing_weights(density: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
@@ -20,5 +22,7 @@ def compositing_weights(density: torch.Tensor, deltas: torch.Tensor) -> torch.Te
     optical = density * deltas
     alpha = 1.0 - torch.exp(-optical)
     # T_i = exp(-sum_{j<i} sigma_j delta_j), exclusive cumulative sum (numerically stable).
-    transmittance = torch.exp(-torch.cat([torch.zeros_like(optical[:, :1]), optical[:, :-1]], -1).cumsum(-1))
+    transmittance = torch.exp(
+        -torch.cat([torch.zeros_like(optical[:, :1]), optical[:, :-1]], -1).cumsum(-1)
+    )
     return transmittance * alpha

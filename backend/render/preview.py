@@ -18,8 +18,12 @@ PREVIEW_BACKGROUND = 0.85
 
 
 def fixed_cameras(
-    azimuths_deg: list[float], elevation_deg: float = 20.0, distance: float = 2.2, fovy_deg: float = 45.0,
-    target: torch.Tensor | None = None, scale: float = 1.0,
+    azimuths_deg: list[float],
+    elevation_deg: float = 20.0,
+    distance: float = 2.2,
+    fovy_deg: float = 45.0,
+    target: torch.Tensor | None = None,
+    scale: float = 1.0,
 ) -> Cameras:
     """Cameras on an orbit at the given azimuths (degrees)."""
     n = len(azimuths_deg)
@@ -34,7 +38,10 @@ def fixed_cameras(
 
 @torch.no_grad()
 def render_views(
-    field: RenderableField, cameras: Cameras, size: int, samples: RenderConfig = RenderConfig(32, 32)
+    field: RenderableField,
+    cameras: Cameras,
+    size: int,
+    samples: RenderConfig = RenderConfig(32, 32),
 ) -> torch.Tensor:
     """Lit renders of `field` from `cameras` -> [B, 3, size, size] in [0, 1]."""
     b = len(cameras)

@@ -47,10 +47,12 @@ def importance_samples(
     pdf = w / w.sum(dim=-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), pdf.cumsum(dim=-1)], dim=-1)  # [R, S-1]
     if generator is None:
-        u = torch.linspace(0.0, 1.0, count + 2, device=depths.device)[1:-1].expand(depths.shape[0], count)
+        u = torch.linspace(0.0, 1.0, count + 2, device=depths.device)[1:-1].expand(
+            depths.shape[0], count
+        )
     else:
         u = torch.rand(depths.shape[0], count, generator=generator).to(depths.device)
-    u = u.contiguous()
+    u = u.sort(dim=-1).values.contiguous()  # sorted draws give sorted depths
     idx = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[-1] - 1)
     cdf_lo, cdf_hi = cdf.gather(-1, idx - 1), cdf.gather(-1, idx)
     edge_lo, edge_hi = mids.gather(-1, idx - 1), mids.gather(-1, idx)

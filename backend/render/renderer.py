@@ -1,9 +1,10 @@
 """Differentiable volume renderer of a density + albedo field with DreamFusion shading.
 
 Per ray: clip to the field's bounding cube, a coarse pass (no gradient) of stratified samples,
-importance samples drawn from its weights, then one differentiable pass over the union of both
-sample sets: density, albedo and normals from the field, shading per sample (lit / albedo /
-textureless), alpha compositing over the view's background.
+importance samples drawn from its weights (as mip-NeRF 360's proposal sampling, the
+differentiable pass uses only these: on CPU it is the costly part), then density, albedo and
+normals from the field, shading per sample (lit / albedo / textureless), alpha compositing
+over the view's background. With fine_samples = 0 the stratified samples are rendered.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class RenderConfig:
     coarse_samples: int = 32
     """Stratified samples of the no-gradient pass that places the importance samples."""
     fine_samples: int = 32
-    """Importance samples; the differentiable pass uses coarse + fine samples."""
+    """Importance samples, rendered with gradients (0: render the stratified samples)."""
 
 
 @dataclass
@@ -83,8 +84,7 @@ def render(
             points = origins[:, None] + dirs[:, None] * depths[..., None]
             density = field.density(points.reshape(-1, 3)).view_as(depths)
             weights = compositing_weights(density, sample_deltas(depths, far))
-            fine = importance_samples(depths, weights, config.fine_samples, generator)
-        depths = torch.sort(torch.cat([depths, fine], dim=-1), dim=-1).values
+            depths = importance_samples(depths, weights, config.fine_samples, generator)
 
     r, s = depths.shape
     points = origins[:, None] + dirs[:, None] * depths[..., None]  # [R, S, 3]

@@ -87,3 +87,12 @@ def test_lit_shading_follows_lambert():
         RenderConfig(256, 0), shading,
     )
     assert dark.rgb.mean().item() == pytest.approx(0.3, abs=0.02)
+
+
+def test_importance_samples_are_sorted_along_the_ray():
+    from backend.render.ray_sampling import importance_samples
+
+    depths = torch.linspace(0, 1, 32).expand(5, 32).contiguous()
+    weights = torch.rand(5, 32)
+    fine = importance_samples(depths, weights, 24, torch.Generator().manual_seed(0))
+    assert (fine.diff(dim=-1) >= 0).all()

@@ -1,0 +1,41 @@
+"""Build the distillation method a request names (`sds`, `vsd`, `sjc`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+
+from backend.guidance.distillation import DistillationMethod
+from backend.guidance.prior import DiffusionPrior
+from backend.guidance.sds import SDS, SDSConfig
+from backend.guidance.sjc import SJC, SJCConfig
+from backend.guidance.vsd import VSD, VSDConfig
+from backend.pipelines.presets import DistillConfig
+
+
+def make_method(name: str, prior: DiffusionPrior, config: DistillConfig) -> DistillationMethod:
+    """The method object for `name`, with the preset's guidance scale.
+
+    VSD attaches a LoRA to the prior's shared U-Net: close it when the job ends, best through
+    `distillation_method`.
+    """
+    if name == "sds":
+        return SDS(prior, SDSConfig(guidance_scale=config.guidance_scale))
+    if name == "vsd":
+        return VSD(prior, VSDConfig(guidance_scale=config.guidance_scale))
+    if name == "sjc":
+        return SJC(prior, SJCConfig(guidance_scale=config.guidance_scale))
+    raise ValueError(f"method: {name!r} is not available (methods: sds, vsd, sjc)")
+
+
+@contextmanager
+def distillation_method(
+    name: str, prior: DiffusionPrior, config: DistillConfig
+) -> Iterator[DistillationMethod]:
+    """`make_method` for one job: a method that holds state on the shared prior (VSD's LoRA)
+    is closed when the block ends, however it ends (cancel, error, done)."""
+    method = make_method(name, prior, config)
+    with ExitStack() as stack:
+        if isinstance(method, AbstractContextManager):
+            stack.enter_context(method)
+        yield method

@@ -1,0 +1,441 @@
+"""The broker: clients on a ROUTER front end, workers on a ROUTER back end, a FIFO job queue.
+
+This is the zguide load-balancing broker: workers announce READY, the broker hands the oldest
+queued job to the longest-idle worker, and streams the worker's events back to the client
+that follows the job (the one that submitted it, or the last one that fetched it). Every event
+is written to the job store before it is forwarded; sends to clients never block (a slow or
+vanished client loses events, never the others' time) and the result stays fetchable on disk.
+One thread runs `Broker.run` and owns both sockets and the job store.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import zmq
+
+from backend.server.jobstore import JobRecord, JobStore
+from backend.server.worker import CANCEL, EVENT, JOB, READY
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.frames import new_job_id
+from protocol.messages import (
+    REQUEST_TYPES,
+    Accepted,
+    Cancel,
+    Cancelled,
+    ComposeRequest,
+    EditRequest,
+    Error,
+    FetchResult,
+    GenerateRequest,
+    Hello,
+    JobList,
+    JobRequest,
+    JobState,
+    JobStatus,
+    ListJobs,
+    Message,
+    Preview,
+    Progress,
+    Result,
+    ServerInfo,
+    Status,
+    Warning,
+    check_supported,
+    decode_message,
+)
+
+log = logging.getLogger("boxdream.server.broker")
+
+WorkerKey = tuple[int, bytes]
+"""A worker: index of its back-end socket and its routing id there."""
+
+WORKER_EVENT_TYPES = (Progress, Preview, Warning, Result, Error, Cancelled)
+BATCH = 100
+"""Messages read from one socket before looking at the other."""
+
+
+@dataclass
+class LiveJob:
+    """A queued or running job, in memory."""
+
+    record: JobRecord
+    """Its status.json at acceptance."""
+    client: bytes | None
+    """Routing id of the client following it."""
+    worker: WorkerKey | None = None
+    """The worker running it."""
+    stage: str | None = None
+    """Stage of its last progress event."""
+    step: int = 0
+    """Step of its last progress event."""
+    total: int = 0
+    """Total of its last progress event."""
+
+
+@dataclass
+class WorkerSlot:
+    """A worker the broker has heard from."""
+
+    device: str
+    """The device it runs on."""
+    name: str
+    """Its name, for logs."""
+    job: str | None = None
+    """The job it is running."""
+    dispatched: int = 0
+    """Jobs sent to it; a READY counting fewer was sent before the last one arrived."""
+
+
+class Broker:
+    """Routes requests, jobs and events; `run` it in one thread until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        frontend: zmq.Socket,
+        backends: list[zmq.Socket],
+        store: JobStore,
+        info: ServerInfo,
+        max_queued: int,
+        stop: threading.Event,
+    ) -> None:
+        """`frontend` and `backends` (local and remote workers) are bound ROUTER sockets
+        handed over to the broker."""
+        self._frontend = frontend
+        self._backends = backends
+        self._store = store
+        self._info = info
+        self._limits = info.limits
+        self._max_queued = max_queued
+        self._stop = stop
+        self._queue: deque[str] = deque()
+        self._live: dict[str, LiveJob] = {}
+        self._workers: dict[WorkerKey, WorkerSlot] = {}
+        self._idle: deque[WorkerKey] = deque()
+
+    def run(self) -> None:
+        """The broker loop; on exit, unfinished jobs are marked interrupted."""
+        poller = zmq.Poller()
+        poller.register(self._frontend, zmq.POLLIN)
+        for backend in self._backends:
+            poller.register(backend, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(100))
+                for index, backend in enumerate(self._backends):
+                    if backend in ready:
+                        self._drain(backend, functools.partial(self._on_worker, index))
+                if self._frontend in ready:
+                    self._drain(self._frontend, self._on_client)
+                self._dispatch()
+        finally:
+            self._interrupt_all()
+
+    # --------------------------------------------------------------------------- clients
+
+    def _drain(self, socket: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
+        for _ in range(BATCH):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            handle(frames)
+
+    def _on_client(self, frames: list[bytes]) -> None:
+        identity, body = frames[0], frames[1:]
+        try:
+            request = decode_message(body, self._limits, REQUEST_TYPES)
+        except ProtocolError as error:
+            self._send_client(identity, Error.of(error))
+            return
+        try:
+            self._handle(identity, request)
+        except ProtocolError as error:
+            unknown = error.code == ErrorCode.UNKNOWN_JOB
+            self._send_client(
+                identity, Error.of(error, getattr(request, "job", None) if unknown else None)
+            )
+        except Exception:
+            log.exception("error while handling a %s request", request.TYPE)
+            self._send_client(
+                identity,
+                Error(
+                    code=ErrorCode.INTERNAL,
+                    field="",
+                    message="internal server error; the server log has the details",
+                ),
+            )
+
+    def _handle(self, identity: bytes, request: Message) -> None:
+        if isinstance(request, Hello):
+            log.info("hello from %r", request.client)
+            self._send_client(identity, self._info)
+        elif isinstance(request, GenerateRequest | ComposeRequest | EditRequest):
+            self._submit(identity, request)
+        elif isinstance(request, Cancel):
+            self._cancel(identity, request.job)
+        elif isinstance(request, Status):
+            self._send_client(identity, self._status(request.job))
+        elif isinstance(request, FetchResult):
+            self._fetch(identity, request.job)
+        elif isinstance(request, ListJobs):
+            records = self._store.list(request.limit)
+            self._send_client(identity, JobList(jobs=[record.summary() for record in records]))
+
+    def _submit(self, identity: bytes, request: JobRequest) -> None:
+        check_supported(request, self._info)
+        job = request.job or new_job_id()
+        if job in self._live:
+            self._live[job].client = identity
+        if self._store.exists(job):
+            position = self._queue.index(job) if job in self._queue else 0
+            self._send_client(identity, Accepted(job=job, queue_position=position))
+            return
+        if len(self._queue) >= self._max_queued:
+            raise ProtocolError(
+                ErrorCode.QUEUE_FULL,
+                "",
+                f"the queue is full ({self._max_queued} jobs); try again later",
+            )
+        record = self._store.create(replace(request, job=job))
+        self._live[job] = LiveJob(record=record, client=identity)
+        self._queue.append(job)
+        log.info("job %s (%s) queued at position %d", job, record.kind, len(self._queue) - 1)
+        self._send_client(identity, Accepted(job=job, queue_position=len(self._queue) - 1))
+
+    def _unknown(self, job: str) -> ProtocolError:
+        return ProtocolError(ErrorCode.UNKNOWN_JOB, "job", f"job: no job {job} on this server")
+
+    def _status(self, job: str) -> JobStatus:
+        live = self._live.get(job)
+        if live is not None:
+            queued = job in self._queue
+            return JobStatus(
+                job=job,
+                kind=live.record.kind,
+                state=JobState.QUEUED if queued else JobState.RUNNING,
+                queue_position=self._queue.index(job) if queued else None,
+                stage=live.stage,
+                step=live.step,
+                total=live.total,
+                created_at=live.record.created_at,
+                updated_at=live.record.updated_at,
+            )
+        if not self._store.exists(job):
+            raise self._unknown(job)
+        record = self._store.record(job)
+        return JobStatus(
+            job=job,
+            kind=record.kind,
+            state=record.state,
+            queue_position=None,
+            stage=None,
+            step=0,
+            total=0,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    def _cancel(self, identity: bytes, job: str) -> None:
+        live = self._live.get(job)
+        if live is not None and job in self._queue:
+            self._queue.remove(job)
+            self._finish(job, JobState.CANCELLED, Cancelled(job=job))
+        elif live is not None and live.worker is not None:
+            log.info("cancelling job %s on worker %s", job, self._workers[live.worker].name)
+            self._send_worker(live.worker, [CANCEL, job.encode()])
+        self._send_client(identity, self._status(job))
+
+    def _fetch(self, identity: bytes, job: str) -> None:
+        live = self._live.get(job)
+        if live is not None:
+            live.client = identity
+            self._send_client(identity, self._status(job))
+            return
+        if not self._store.exists(job):
+            raise self._unknown(job)
+        record = self._store.record(job)
+        reply: Message
+        if record.state == JobState.DONE:
+            reply = self._store.load_result(job)
+        elif record.state == JobState.CANCELLED:
+            reply = Cancelled(job=job)
+        else:
+            reply = record.error_event()
+        self._send_client(identity, reply)
+
+    def _send_client(self, identity: bytes, message: Message) -> None:
+        self._forward(identity, message.to_wire(), getattr(message, "job", None))
+
+    def _forward(self, identity: bytes, frames: list[bytes], job: str | None) -> None:
+        try:
+            self._frontend.send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._dropped(job, "its client is not reading (send queue full)")
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
+            self._dropped(job, "its client has gone")
+
+    def _dropped(self, job: str | None, why: str) -> None:
+        log.info("dropped an event of job %s: %s", job, why)
+        if job is not None and self._store.exists(job):
+            self._store.log(job, f"event not delivered: {why}; the result stays fetchable")
+
+    # --------------------------------------------------------------------------- workers
+
+    def _on_worker(self, index: int, frames: list[bytes]) -> None:
+        key, command, body = (index, frames[0]), frames[1:2], frames[2:]
+        try:
+            if command == [READY]:
+                self._worker_ready(key, body)
+            elif command == [EVENT]:
+                self._worker_event(key, body)
+            else:
+                log.warning("dropped a message with an unknown command from a worker")
+        except ProtocolError as error:
+            log.warning("dropped a bad message from a worker: %s", error.message)
+        except Exception:
+            log.exception("error while handling a worker message")
+
+    def _worker_ready(self, key: WorkerKey, body: list[bytes]) -> None:
+        try:
+            details = json.loads(body[0])
+            device, name, taken = str(details["device"]), str(details["name"]), int(details["jobs"])
+        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+            log.warning("dropped a READY with bad details")
+            return
+        slot = self._workers.get(key)
+        if slot is None:
+            slot = self._workers[key] = WorkerSlot(device=device, name=name)
+            log.info("worker %s on %s is ready", name, device)
+        if taken < slot.dispatched:
+            return
+        if slot.job is not None:
+            lost = slot.job
+            slot.job = None
+            log.error("worker %s lost job %s", slot.name, lost)
+            self._finish(
+                lost,
+                JobState.FAILED,
+                Error(
+                    code=ErrorCode.INTERNAL,
+                    field="",
+                    message=f"internal error: worker {slot.name} lost the job",
+                    job=lost,
+                ),
+            )
+        if key not in self._idle:
+            self._idle.append(key)
+
+    def _worker_event(self, key: WorkerKey, body: list[bytes]) -> None:
+        slot = self._workers.get(key)
+        event = decode_message(body, self._limits, WORKER_EVENT_TYPES)
+        job = getattr(event, "job", None)
+        if slot is None or job is None or slot.job != job or job not in self._live:
+            log.warning("dropped an event for job %s that this worker does not run", job)
+            return
+        live = self._live[job]
+        if isinstance(event, Progress):
+            live.stage, live.step, live.total = event.stage, event.step, event.total
+        elif isinstance(event, Preview):
+            self._store.save_preview(job, event.png)
+        elif isinstance(event, Result):
+            slot.job = None
+            try:
+                self._store.save_result(job, event)
+            except OSError as exc:
+                log.exception("could not store the result of job %s", job)
+                message = f"internal error: could not store the result: {exc}"
+                self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
+                return
+            self._finish(job, JobState.DONE, event, body)
+            return
+        elif isinstance(event, Error | Cancelled):
+            slot.job = None
+            state = JobState.FAILED if isinstance(event, Error) else JobState.CANCELLED
+            self._finish(job, state, event, body)
+            return
+        self._store.append_event(job, body)
+        self._forward_event(job, body)
+
+    def _forward_event(self, job: str, frames: list[bytes]) -> None:
+        live = self._live.get(job)
+        if live is not None and live.client is not None:
+            self._forward(live.client, frames, job)
+
+    def _finish(
+        self,
+        job: str,
+        state: JobState,
+        event: Result | Error | Cancelled,
+        frames: list[bytes] | None = None,
+    ) -> None:
+        """Record a job's last event and end state, tell its client, forget it."""
+        frames = frames or event.to_wire()
+        self._store.append_event(job, frames)
+        self._store.set_state(job, state, event if isinstance(event, Error) else None)
+        log.info("job %s %s", job, state)
+        self._forward_event(job, frames)
+        self._live.pop(job, None)
+
+    def _send_worker(self, key: WorkerKey, frames: list[bytes]) -> bool:
+        index, identity = key
+        try:
+            self._backends[index].send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
+            return False
+        return True
+
+    def _dispatch(self) -> None:
+        while self._queue and self._idle:
+            key = self._idle.popleft()
+            slot = self._workers[key]
+            job = self._queue[0]
+            try:
+                request = self._store.load_request(job)
+            except (OSError, ProtocolError) as exc:
+                self._queue.popleft()
+                log.exception("could not load job %s", job)
+                message = f"internal error: could not load the stored request: {exc}"
+                self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
+                self._idle.appendleft(key)
+                continue
+            if not self._send_worker(key, [JOB, *request.to_wire()]):
+                log.warning("worker %s is unreachable; forgetting it", slot.name)
+                del self._workers[key]
+                continue
+            self._queue.popleft()
+            slot.job = job
+            slot.dispatched += 1
+            self._live[job].worker = key
+            self._live[job].record = self._store.set_state(job, JobState.RUNNING)
+            log.info("job %s started on worker %s (%s)", job, slot.name, slot.device)
+
+    def _interrupt_all(self) -> None:
+        """On shutdown: every queued or running job is interrupted; tell their clients."""
+        for job in list(self._live):
+            error = Error(
+                code=ErrorCode.INTERRUPTED,
+                field="job",
+                message=f"job {job} was interrupted: the server stopped before it finished; "
+                "submit it again",
+                job=job,
+            )
+            try:
+                self._finish(job, JobState.INTERRUPTED, error)
+            except OSError:
+                log.exception("could not record the interruption of job %s", job)
+        self._queue.clear()

@@ -1,0 +1,305 @@
+"""The job server: broker thread, local worker threads, job store and security, together."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from backend import __version__
+from backend.server.broker import Broker
+from backend.server.jobstore import JobStore
+from backend.server.security import ServerCurve, exposure_warning
+from backend.server.worker import Pipeline, Worker, run_worker_process
+from protocol.limits import Limits
+from protocol.messages import ServerInfo, validate
+from protocol.version import PROTOCOL_VERSION
+
+log = logging.getLogger("boxdream.server")
+
+SHUTDOWN_LINGER_MS = 1000
+"""How long the last events (jobs interrupted by the shutdown) may take to reach clients."""
+
+INFO_KEYS = ("models", "default_model", "methods", "presets", "vocabulary")
+"""Keys of the pipelines' `server_info_fields(device)` dict."""
+
+
+def server_version() -> str:
+    """The version of the backend package."""
+    return __version__
+
+
+def build_server_info(
+    info_fields: Mapping[str, Any],
+    devices: tuple[str, ...],
+    model: str | None,
+    limits: Limits,
+) -> ServerInfo:
+    """The hello reply for the pipelines' `info_fields` on `devices`.
+
+    `model`, if given, becomes the default model (added to the list when missing).
+    """
+    missing = [key for key in INFO_KEYS if key not in info_fields]
+    if missing:
+        raise ValueError(f"server info fields lack {', '.join(missing)}")
+    models = list(info_fields["models"])
+    default_model = info_fields["default_model"]
+    if model is not None:
+        default_model = model
+        if model not in models:
+            models.append(model)
+    info = ServerInfo(
+        server_version=server_version(),
+        protocol_version=PROTOCOL_VERSION,
+        device=",".join(devices) or "remote",
+        models=models,
+        default_model=default_model,
+        methods=list(info_fields["methods"]),
+        presets={method: list(names) for method, names in info_fields["presets"].items()},
+        limits=limits,
+        vocabulary=info_fields["vocabulary"],
+    )
+    validate(info, limits)
+    return info
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run a server."""
+
+    jobs_dir: Path
+    """Folder holding one sub-folder per job."""
+    bind: str = "tcp://127.0.0.1:5555"
+    """Client front end address; a tcp port of * picks a free port (see `Server.address`)."""
+    devices: tuple[str, ...] = ("cpu",)
+    """One local worker per entry, e.g. ("cuda:0", "cuda:1"); () for remote workers only."""
+    model: str | None = None
+    """Default model (name or path) for requests that name none; None: the pipelines' own."""
+    curve_dir: Path | None = None
+    """Keys folder (`boxdream keys`): enables CURVE and admits only its listed clients."""
+    worker_bind: str | None = None
+    """Extra tcp address where worker processes on other hosts connect, or None."""
+    limits: Limits = field(default_factory=Limits)
+    """Limits enforced and advertised."""
+    max_queued: int = 100
+    """Jobs waiting in the queue before new submits are refused with queue_full."""
+    client_hwm: int = 200
+    """Messages queued per client before events to it are dropped (it can fetch later)."""
+    worker_processes: bool = False
+    """Run local workers as processes (spawned) rather than threads, so that a pipeline
+    holding the GIL never starves the broker; `pipeline` must then be picklable."""
+
+
+class Server:
+    """A running BoxDream server; `start` it, `stop` it (or use it as a context manager)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        pipeline: Pipeline,
+        info_fields: Mapping[str, Any],
+    ) -> None:
+        """`pipeline` runs jobs; `info_fields` holds the models, default_model, methods,
+        presets and vocabulary the server advertises (`server_info_fields(device)`)."""
+        self._config = config
+        self._pipeline = pipeline
+        self._info = build_server_info(info_fields, config.devices, config.model, config.limits)
+        self._context: zmq.Context | None = None
+        self._threads: list[threading.Thread] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._ipc_dir: Path | None = None
+        self._stop = threading.Event()
+        self._authenticator: ThreadAuthenticator | None = None
+        self._address = ""
+        self._worker_address: str | None = None
+
+    @property
+    def info(self) -> ServerInfo:
+        """What the server answers to a hello."""
+        return self._info
+
+    @property
+    def address(self) -> str:
+        """The bound client address (with the real port), after `start`."""
+        return self._address
+
+    @property
+    def worker_address(self) -> str | None:
+        """The bound address for remote workers, after `start`, if configured."""
+        return self._worker_address
+
+    def start(self) -> None:
+        """Bind the sockets (raising `zmq.ZMQError` if an address is taken), start workers."""
+        config = self._config
+        warning = exposure_warning(config.bind, config.curve_dir is not None)
+        if warning:
+            log.warning(warning)
+        store = JobStore(config.jobs_dir, config.limits)
+        interrupted = store.recover()
+        if interrupted:
+            log.warning("marked %d unfinished jobs as interrupted", len(interrupted))
+        context = zmq.Context()
+        self._context = context
+        curve = ServerCurve.from_dir(config.curve_dir) if config.curve_dir else None
+        if curve is not None:
+            self._authenticator = curve.start_authenticator(context)
+        frontend = self._router(context, curve)
+        frontend.sndhwm = config.client_hwm
+        frontend.heartbeat_ivl = 5000
+        frontend.heartbeat_timeout = 15000
+        local = self._router(context, None)
+        sockets = [frontend, local]
+        try:
+            frontend.bind(config.bind)
+            self._address = frontend.last_endpoint.decode()
+            local_address = self._bind_local(local)
+            if config.worker_bind is not None:
+                remote = self._router(context, curve)
+                sockets.append(remote)
+                remote.bind(config.worker_bind)
+                self._worker_address = remote.last_endpoint.decode()
+        except zmq.ZMQError:
+            for socket in sockets:
+                socket.close(linger=0)
+            self._close_context()
+            raise
+        broker = Broker(
+            frontend=frontend,
+            backends=sockets[1:],
+            store=store,
+            info=self._info,
+            max_queued=config.max_queued,
+            stop=self._stop,
+        )
+        self._threads = [
+            threading.Thread(
+                target=self._run_broker,
+                args=(broker, sockets),
+                name="boxdream-broker",
+                daemon=True,
+            )
+        ]
+        for index, device in enumerate(config.devices):
+            self._start_worker(index, device, local_address, context)
+        for thread in self._threads:
+            thread.start()
+        log.info(
+            "serving on %s, jobs in %s, workers: %s",
+            self._address,
+            config.jobs_dir,
+            ", ".join(config.devices) or "remote only",
+        )
+
+    def _bind_local(self, socket: zmq.Socket) -> str:
+        """Bind the local workers' socket: inproc for threads, a private ipc path (or
+        loopback tcp where ipc is missing) for processes. Returns the address to connect."""
+        if not self._config.worker_processes:
+            socket.bind(f"inproc://boxdream-workers-{id(self)}")
+        elif zmq.has("ipc"):
+            self._ipc_dir = Path(tempfile.mkdtemp(prefix="boxdream-"))
+            socket.bind(f"ipc://{self._ipc_dir / 'workers'}")
+        else:
+            socket.bind("tcp://127.0.0.1:*")
+        return socket.last_endpoint.decode()
+
+    def _start_worker(self, index: int, device: str, address: str, context: zmq.Context) -> None:
+        name = f"{device}#{index}"
+        if self._config.worker_processes:
+            process = multiprocessing.get_context("spawn").Process(
+                target=run_worker_process,
+                args=(address, device, self._pipeline, self._config.model, self._config.limits),
+                kwargs={"name": name},
+                name=f"boxdream-worker-{index}",
+                daemon=True,
+            )
+            process.start()
+            self._processes.append(process)
+            return
+        worker = Worker(
+            address=address,
+            device=device,
+            pipeline=self._pipeline,
+            model=self._config.model,
+            limits=self._config.limits,
+            context=context,
+            name=name,
+        )
+        self._threads.append(
+            threading.Thread(
+                target=worker.run,
+                args=(self._stop,),
+                name=f"boxdream-worker-{index}",
+                daemon=True,
+            )
+        )
+
+    def _router(self, context: zmq.Context, curve: ServerCurve | None) -> zmq.Socket:
+        socket = context.socket(zmq.ROUTER)
+        socket.linger = 0
+        socket.router_mandatory = 1
+        socket.maxmsgsize = self._config.limits.max_message_bytes
+        if curve is not None:
+            curve.apply(socket)
+        return socket
+
+    @staticmethod
+    def _run_broker(broker: Broker, sockets: list[zmq.Socket]) -> None:
+        try:
+            broker.run()
+        finally:
+            frontend, *backends = sockets
+            frontend.close(linger=SHUTDOWN_LINGER_MS)
+            for backend in backends:
+                backend.close(linger=0)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the broker and the workers; unfinished jobs are recorded as interrupted."""
+        self._stop.set()
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            process.join(timeout_s)
+            if process.is_alive():
+                log.error("worker process %s did not stop; killing it", process.name)
+                process.kill()
+                process.join()
+        self._processes = []
+        if self._ipc_dir is not None:
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+            self._ipc_dir = None
+        stuck = []
+        for thread in self._threads:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                stuck.append(thread.name)
+        self._threads = []
+        if stuck:
+            log.error("threads still busy after %.0f s: %s", timeout_s, ", ".join(stuck))
+            return
+        self._close_context()
+        log.info("stopped")
+
+    def _close_context(self) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

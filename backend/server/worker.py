@@ -1,0 +1,274 @@
+"""A worker: runs jobs through a pipeline on one device and streams their events back.
+
+Workers speak to the broker's back end (a ROUTER) through a DEALER socket, in the zguide
+load-balancing pattern; the same class serves as a thread next to the broker (inproc) or in
+a process on another host (tcp). Frames between broker and worker:
+
+    worker → broker   READY, {"device", "name", "jobs"}      ready for a job (repeated while idle;
+                                                             "jobs" counts the JOBs received)
+                      EVENT, <event message frames>          one event of the current job
+    broker → worker   JOB, <request message frames>          run this job
+                      CANCEL, <job id>                       stop this job at the next step
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Protocol
+
+import zmq
+
+from protocol.curve import CurveKeys
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import Limits
+from protocol.messages import (
+    JOB_REQUEST_TYPES,
+    Cancelled,
+    Error,
+    JobRequest,
+    Message,
+    PipelineEvent,
+    Preview,
+    Progress,
+    Result,
+    Warning,
+    decode_message,
+)
+
+log = logging.getLogger("boxdream.server.worker")
+
+READY = b"READY"
+JOB = b"JOB"
+CANCEL = b"CANCEL"
+EVENT = b"EVENT"
+
+READY_INTERVAL_S = 1.0
+"""An idle worker repeats READY this often, so a restarted broker learns of it."""
+
+PIPELINE_EVENT_TYPES = (Progress, Preview, Warning, Result)
+
+
+class Pipeline(Protocol):
+    """The callable that runs a job (`backend.pipelines.runner.run_job`)."""
+
+    def __call__(
+        self,
+        request: JobRequest,
+        *,
+        device: str,
+        model: str | None,
+        should_cancel: Callable[[], bool],
+    ) -> Iterator[PipelineEvent]:
+        """Yield progress, previews and warnings, then one `Result`.
+
+        Raise on cancel (when `should_cancel()` is true) and `ProtocolError` for bad input.
+        """
+        ...
+
+
+def _send(socket: zmq.Socket, frames: list[bytes], stop: threading.Event) -> None:
+    """Send to the broker, waiting while it is busy or away, until `stop` is set."""
+    while not stop.is_set():
+        try:
+            socket.send_multipart(frames, flags=zmq.NOBLOCK)
+            return
+        except zmq.Again:
+            socket.poll(100, zmq.POLLOUT)
+    log.info("not sent: the worker is stopping")
+
+
+class Worker:
+    """Runs one job at a time on `device`, for the broker at `address`."""
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        device: str,
+        pipeline: Pipeline,
+        model: str | None = None,
+        limits: Limits | None = None,
+        context: zmq.Context | None = None,
+        curve: CurveKeys | None = None,
+        name: str = "",
+    ) -> None:
+        """`model` is used for requests that name none (None: the pipeline's default)."""
+        self._address = address
+        self._device = device
+        self._pipeline = pipeline
+        self._model = model
+        self._limits = limits or Limits()
+        self._context = context or zmq.Context.instance()
+        self._curve = curve
+        self._name = name or f"{device}-worker"
+
+    @property
+    def device(self) -> str:
+        """The device this worker runs jobs on."""
+        return self._device
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve jobs until `stop` is set. Creates and closes its own socket (own thread)."""
+        socket = self._context.socket(zmq.DEALER)
+        socket.linger = 0
+        if self._curve is not None:
+            self._curve.apply(socket)
+        socket.connect(self._address)
+        jobs_taken = 0
+
+        def ready() -> list[bytes]:
+            details = {"device": self._device, "name": self._name, "jobs": jobs_taken}
+            return [READY, json.dumps(details).encode()]
+
+        try:
+            _send(socket, ready(), stop)
+            last_ready = time.monotonic()
+            while not stop.is_set():
+                if time.monotonic() - last_ready >= READY_INTERVAL_S:
+                    _send(socket, ready(), stop)
+                    last_ready = time.monotonic()
+                if not socket.poll(100, zmq.POLLIN):
+                    continue
+                frames = socket.recv_multipart()
+                if frames[0] == JOB:
+                    jobs_taken += 1
+                    self._run_job(socket, frames[1:], stop)
+                    if not stop.is_set():
+                        _send(socket, ready(), stop)
+                        last_ready = time.monotonic()
+                elif frames[0] != CANCEL:
+                    log.warning("%s: ignoring an unknown command from the broker", self._name)
+        except zmq.ContextTerminated:
+            log.info("%s: the server's context ended; stopping", self._name)
+        finally:
+            socket.close(linger=0)
+
+    def _run_job(self, socket: zmq.Socket, frames: list[bytes], stop: threading.Event) -> None:
+        try:
+            request = decode_message(frames, self._limits, JOB_REQUEST_TYPES)
+        except ProtocolError as error:
+            log.error("%s: the broker sent a bad job: %s", self._name, error.message)
+            return
+        assert isinstance(request, JobRequest) and request.job is not None
+        job = request.job
+        cancel_requested = False
+
+        def should_cancel() -> bool:
+            nonlocal cancel_requested
+            while socket.poll(0, zmq.POLLIN):
+                command = socket.recv_multipart()
+                if command[0] == CANCEL and command[1:] == [job.encode()]:
+                    cancel_requested = True
+            return cancel_requested or stop.is_set()
+
+        def send(event: Message) -> None:
+            _send(socket, [EVENT, *event.to_wire()], stop)
+
+        log.info("%s: job %s (%s) started", self._name, job, request.TYPE)
+        events = self._pipeline(
+            request,
+            device=self._device,
+            model=request.model or self._model,
+            should_cancel=should_cancel,
+        )
+        try:
+            for event in events:
+                send(self._checked(event, job))
+                if isinstance(event, Result):
+                    log.info("%s: job %s done", self._name, job)
+                    return
+                if should_cancel():
+                    break
+        except ProtocolError as error:
+            if not should_cancel():
+                send(Error.of(error, job))
+                return
+        except Exception as exc:
+            if not should_cancel():
+                log.exception("%s: job %s failed", self._name, job)
+                send(
+                    Error(
+                        code=ErrorCode.INTERNAL,
+                        field="",
+                        message=f"internal error in the pipeline: {type(exc).__name__}: {exc}"[
+                            : self._limits.max_text_chars
+                        ],
+                        job=job,
+                    )
+                )
+                return
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        if stop.is_set():
+            log.info("%s: job %s interrupted by shutdown", self._name, job)
+        elif cancel_requested:
+            log.info("%s: job %s cancelled", self._name, job)
+            send(Cancelled(job=job))
+        else:
+            send(
+                Error(
+                    code=ErrorCode.INTERNAL,
+                    field="",
+                    message="internal error: the pipeline ended without a result",
+                    job=job,
+                )
+            )
+
+    def _checked(self, event: object, job: str) -> Message:
+        """The event with its job id set, validated as a receiver would; else an `Error`."""
+        if not isinstance(event, PIPELINE_EVENT_TYPES):
+            raise ProtocolError(
+                ErrorCode.INTERNAL,
+                "",
+                f"internal error: the pipeline yielded a {type(event).__name__}, "
+                "not a Progress, Preview, Warning or Result",
+            )
+        event = replace(event, job=job)
+        try:
+            decode_message(event.to_wire(), self._limits, (type(event),))
+        except ProtocolError as error:
+            raise ProtocolError(
+                ErrorCode.INTERNAL,
+                error.field,
+                f"internal error: the pipeline produced an invalid {event.TYPE} event: "
+                f"{error.message}",
+            ) from error
+        return event
+
+
+def run_worker_process(
+    address: str,
+    device: str,
+    pipeline: Pipeline,
+    model: str | None,
+    limits: Limits,
+    *,
+    name: str,
+) -> None:
+    """Entry point of a worker process started by the server: serve until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    context = zmq.Context()
+    worker = Worker(
+        address=address,
+        device=device,
+        pipeline=pipeline,
+        model=model,
+        limits=limits,
+        context=context,
+        name=name,
+    )
+    try:
+        worker.run(stop)
+    finally:
+        context.term()

@@ -1,0 +1,73 @@
+"""The built-in model: plain diffusers loading offline, vocabulary, and what SDS makes of it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from transformers import AutoTokenizer, CLIPTextModel
+
+from backend.builtin_model import vocabulary
+from backend.export.glb import read_glb
+from backend.guidance.prior import builtin_model_path
+from backend.pipelines.generate import generate
+from backend.pipelines.presets import preset_config
+from backend.pipelines.runner import load_prior
+from protocol.messages import GenerateRequest, Result
+from tests.judging import nearest_colour, nearest_shape, surface_colour
+
+MODEL = builtin_model_path()
+needs_model = pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="tiny-shapes not built")
+
+
+@needs_model
+def test_loads_through_the_plain_diffusers_api_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder")
+    tokenizer = AutoTokenizer.from_pretrained(MODEL, subfolder="tokenizer")
+    scheduler = DDPMScheduler.from_pretrained(MODEL, subfolder="scheduler")
+    assert unet.config.sample_size == 32 and scheduler.config.prediction_type == "v_prediction"
+    ids = tokenizer(["a red cube"], padding="max_length", max_length=12, return_tensors="pt").input_ids
+    assert tokenizer.unk_token_id not in ids[0].tolist()
+    with torch.no_grad():
+        text = text_encoder(ids).last_hidden_state
+        out = unet(torch.randn(1, 3, 32, 32), torch.tensor([500]), encoder_hidden_states=text).sample
+    assert out.shape == (1, 3, 32, 32)
+
+
+@needs_model
+def test_weights_fit_the_size_budget():
+    total = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
+    assert total <= 25 * 2**20
+
+
+def test_vocabulary_warning_names_the_known_world():
+    assert vocabulary.vocabulary_warning("a red cube, front view") is None
+    assert vocabulary.vocabulary_warning("a crimson box") is not None  # colour unknown
+    warning = vocabulary.vocabulary_warning("a weathered bronze statue of a fox")
+    assert "'fox'" in warning and "cube" in warning and "red" in warning
+    assert vocabulary.read_prompt("a purple donut").shape == "torus"
+
+
+CASES = [
+    ("a red cube", "red", "cube"),
+    ("a blue sphere", "blue", "sphere"),
+    ("a yellow cone", "yellow", "cone"),
+    ("a green torus", "green", "torus"),
+]
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize(("prompt", "colour", "shape"), CASES)
+def test_generate_makes_the_asked_colour_and_shape(prompt, colour, shape):
+    prior = load_prior(None, torch.device("cpu"))
+    config = preset_config("preview", "sds", on_gpu=False)
+    events = list(generate(GenerateRequest(prompt=prompt, seed=0), prior, config, lambda: False))
+    assert isinstance(events[-1], Result)
+    (mesh,) = read_glb(events[-1].meshes[0].glb)
+    rgb = surface_colour(mesh)
+    found_shape, features = nearest_shape(mesh.vertices, mesh.faces)
+    assert nearest_colour(rgb) == colour, f"surface colour {rgb.round(2)}"
+    assert found_shape == shape, f"features [fill, taper, aspect, hole] = {features.round(2)}"

@@ -1,0 +1,41 @@
+"""Fixtures: a live server with the scripted pipeline on loopback, and clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.server.service import Server
+from protocol.client import Client
+from tests.backend.server.doubles import running_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture
+def server(jobs_dir: Path) -> Iterator[Server]:
+    """A server with two local CPU workers."""
+    with running_server(jobs_dir, devices=("cpu", "cpu")) as running:
+        yield running
+
+
+@pytest.fixture
+def connect(server: Server) -> Iterator[Callable[..., Client]]:
+    """Make clients of `server`; all are closed after the test."""
+    clients: list[Client] = []
+
+    def make(**options: object) -> Client:
+        client = Client(server.address, **options)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
