@@ -108,7 +108,12 @@ def distill(
         lambda_orient = reg.orientation_start + progress * (
             reg.orientation_end - reg.orientation_start
         )
-        loss = distilled.loss + reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
+        # Regularisers are per-pixel sums over each image, on the scale of the distillation
+        # loss (a sum over the image's elements divided by the batch).
+        pixels = out.opacity.shape[-1] * out.opacity.shape[-2]
+        loss = distilled.loss + pixels * (
+            reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
+        )
         if reg.total_variation > 0 and hasattr(field, "total_variation"):
             loss = loss + reg.total_variation * field.total_variation()
         optimiser.zero_grad(set_to_none=True)

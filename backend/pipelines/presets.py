@@ -31,13 +31,14 @@ METHODS: tuple[str, ...] = ("sds", "vsd", "sjc")
 class RegulariserConfig:
     """Weights of the geometry regularisers (threestudio names)."""
 
-    sparsity: float = 0.02
-    """lambda_sparsity on the mean opacity: pushes empty space to stay empty."""
-    orientation_start: float = 1.0
+    sparsity: float = 0.3
+    """lambda_sparsity per pixel on the opacity: pushes empty space to stay empty and thins
+    the fuzzy shell an undecided field grows."""
+    orientation_start: float = 0.1
     """lambda_orient at the start of the run; ramps linearly to `orientation_end`."""
-    orientation_end: float = 10.0
-    """lambda_orient at the end (threestudio ramps 10 -> 1000 on SD-scale gradients; our
-    gradients are per-pixel means, hence smaller numbers)."""
+    orientation_end: float = 1.0
+    """lambda_orient per pixel at the end of the run (threestudio ramps 10 -> 1000 against
+    Stable Diffusion's latent-sum loss)."""
     total_variation: float = 0.5
     """lambda_tv on neighbouring voxel differences (grid fields only)."""
 

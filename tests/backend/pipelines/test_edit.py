@@ -156,11 +156,12 @@ def test_mesh_without_uvs_gets_a_new_layout_from_vertex_colours(pixel_prior):
     mesh = TexturedMesh(
         "ball", sphere.vertices, sphere.faces.astype(np.int64), vertex_colors=colours
     )
-    result, events = _run(edit_request([write_glb([mesh])], "a red sphere"), pixel_prior)
+    glb = write_glb([mesh])
+    result, events = _run(edit_request([glb], "a red sphere"), pixel_prior)
     assert any(isinstance(e, Warning) and "no UVs" in e.message for e in events)
-    (after,) = read_glb(result.meshes[0].glb)
+    (before,), (after,) = read_glb(glb), read_glb(result.meshes[0].glb)
     # Same triangles at the same positions, in the same order; vertices split along seams.
-    assert np.array_equal(after.vertices[after.faces], mesh.vertices[mesh.faces])
+    assert np.array_equal(after.vertices[after.faces], before.vertices[before.faces])
     assert after.uvs is not None and after.texture.shape == (256, 256, 3)
     samples = texel_samples(after.vertices, after.faces, after.uvs, 256)
     mean = after.texture[samples.rows, samples.cols].mean(axis=0)

@@ -1,0 +1,153 @@
+"""VSD and SJC through the whole generate pipeline: textured GLBs, particles, a clean shared
+prior after VSD jobs, and (slow) the right colour with the built-in model."""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from backend.builtin_model import vocabulary
+from backend.export.glb import read_glb
+from backend.guidance.prior import builtin_model_path
+from backend.pipelines.cancel import JobCancelled
+from backend.pipelines.generate import generate, optimise_prompt_particles
+from backend.pipelines.presets import preset_config
+from backend.render.renderer import RenderConfig
+from protocol.messages import GenerateRequest, Progress, Result
+from tests.judging import surface_colour
+
+
+def _fast_config(method: str, steps: int = 3, particles: int = 1):
+    config = preset_config("preview", method, on_gpu=False)
+    return replace(
+        config,
+        steps=steps,
+        preview_every=0,
+        resolution=16,
+        views=2,
+        grid=replace(config.grid, resolution=24),
+        render=RenderConfig(12, 12),
+        face_budget=2000,
+        texture_size=128,
+        particles=particles,
+    )
+
+
+def _prior_fingerprint(prior) -> tuple[list[str], torch.Tensor]:
+    """The U-Net's parameter names and one fixed guided prediction."""
+    g = torch.Generator().manual_seed(11)
+    x_t = torch.randn(2, 3, 16, 16, generator=g)
+    cond = prior.encode_text(["a red cube"] * 2)
+    uncond = prior.encode_text([""] * 2)
+    with torch.no_grad():
+        eps = prior.guided_noise(x_t, torch.tensor([25, 750]), cond, uncond, 7.5)
+    return [name for name, _ in prior.unet.named_parameters()], eps
+
+
+@pytest.mark.parametrize("method", ["vsd", "sjc"])
+def test_generate_writes_a_textured_glb(pixel_prior, method):
+    names, eps = _prior_fingerprint(pixel_prior)
+    request = GenerateRequest(prompt="a red cube", method=method)
+    events = list(generate(request, pixel_prior, _fast_config(method), lambda: False))
+    assert isinstance(events[-1], Result)
+    (mesh_out,) = events[-1].meshes
+    assert mesh_out.name == "red_cube"
+    (mesh,) = read_glb(mesh_out.glb)
+    assert mesh.texture is not None and mesh.texture.shape[2] == 3
+    assert mesh.uvs is not None and mesh.uvs.shape == (len(mesh.vertices), 2)
+    assert len(mesh.faces) > 100
+    # the shared prior predicts exactly as before the job (VSD's LoRA is gone)
+    names_after, eps_after = _prior_fingerprint(pixel_prior)
+    assert names_after == names and torch.equal(eps_after, eps)
+
+
+def test_cancelled_vsd_job_leaves_the_prior_unchanged(pixel_prior):
+    names, eps = _prior_fingerprint(pixel_prior)
+    calls = []
+
+    def should_cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    request = GenerateRequest(prompt="a blue cone", method="vsd")
+    with pytest.raises(JobCancelled):
+        list(generate(request, pixel_prior, _fast_config("vsd", steps=10), should_cancel))
+    names_after, eps_after = _prior_fingerprint(pixel_prior)
+    assert names_after == names and torch.equal(eps_after, eps)
+
+
+def test_abandoned_vsd_job_leaves_the_prior_unchanged(pixel_prior):
+    """A consumer that stops iterating (a dropped client) closes the generator."""
+    names, eps = _prior_fingerprint(pixel_prior)
+    request = GenerateRequest(prompt="a blue cone", method="vsd")
+    events = generate(request, pixel_prior, _fast_config("vsd", steps=10), lambda: False)
+    next(events)
+    assert _prior_fingerprint(pixel_prior)[0] != names  # the LoRA is attached while it runs
+    events.close()
+    names_after, eps_after = _prior_fingerprint(pixel_prior)
+    assert names_after == names and torch.equal(eps_after, eps)
+
+
+def test_vsd_particles_differ_and_each_gets_its_own_mesh(pixel_prior):
+    config = _fast_config("vsd", steps=3, particles=2)
+    request = GenerateRequest(prompt="a green torus", method="vsd", seed=3)
+    loop = optimise_prompt_particles(request, pixel_prior, config, lambda: False)
+    progress = []
+    while True:
+        try:
+            progress.append(next(loop))
+        except StopIteration as done:
+            fields = done.value
+            break
+    assert [(p.step, p.total) for p in progress] == [(s, 6) for s in range(1, 7)]
+    a, b = fields
+    assert not torch.allclose(a.density_grid, b.density_grid, atol=1e-4)
+    assert not torch.allclose(a.albedo_grid, b.albedo_grid, atol=1e-4)
+
+    events = list(generate(request, pixel_prior, config, lambda: False))
+    result = events[-1]
+    assert isinstance(result, Result)
+    assert [m.name for m in result.meshes] == ["green_torus_p1", "green_torus_p2"]
+    for mesh_out in result.meshes:
+        (mesh,) = read_glb(mesh_out.glb)
+        assert mesh.texture is not None and mesh.uvs is not None
+    exports = [e for e in events if isinstance(e, Progress) and e.stage == "export"]
+    assert [(e.step, e.total) for e in exports] == [(0, 2), (1, 2), (2, 2)]
+
+
+# ---- with the built-in model ------------------------------------------------------------------
+
+
+def hue_distance_deg(rgb_a, rgb_b) -> float:
+    """Angular distance in degrees between the hues of two RGB colours in [0, 1]."""
+    ha = colorsys.rgb_to_hsv(*rgb_a)[0]
+    hb = colorsys.rgb_to_hsv(*rgb_b)[0]
+    d = abs(ha - hb) % 1.0
+    return 360.0 * min(d, 1.0 - d)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (builtin_model_path() / "model_index.json").is_file(),
+    reason="the built-in model tiny-shapes is not in the package yet",
+)
+@pytest.mark.parametrize(
+    ("method", "prompt", "colour"),
+    [("vsd", "a blue cube", "blue"), ("sjc", "a red cone", "red")],
+)
+def test_builtin_model_gives_the_asked_colour(method, prompt, colour):
+    from backend.pipelines.runner import run_job
+
+    request = GenerateRequest(prompt=prompt, method=method, seed=1)
+    events = list(run_job(request, device="cpu", model=None, should_cancel=lambda: False))
+    result = events[-1]
+    assert isinstance(result, Result)
+    (mesh,) = read_glb(result.meshes[0].glb)
+    rgb = surface_colour(mesh)  # texels weighted by the surface they cover
+    asked = vocabulary.COLOURS[colour]
+    hsv = colorsys.rgb_to_hsv(*rgb)
+    assert hsv[1] > 0.25, f"{method} {prompt!r}: texture is greyish {rgb}"
+    assert hue_distance_deg(rgb, asked) < 30.0, f"{method} {prompt!r}: got {rgb}"
