@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from backend.export.export_field import export_field, to_glb
+from backend.export.textured_mesh import TexturedMesh
 from backend.pipelines.generate import optimise_prompt_field
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
-from backend.export.textured_mesh import TexturedMesh
 from backend.render.mesh_texture_renderer import TexturedSurface, render_textured
 from backend.render.preview import PREVIEW_BACKGROUND, fixed_cameras, save_turntable, to_strip
 from backend.render.shading import ShadingMode
@@ -34,7 +34,9 @@ PROMPTS = ["a red cube", "a blue sphere", "a yellow cone", "a green torus", "a p
 def run(prompt: str, prior, method: str = "sds") -> tuple[np.ndarray, float]:
     config = preset_config("preview", method, on_gpu=False)
     start = time.perf_counter()
-    loop = optimise_prompt_field(GenerateRequest(prompt=prompt, method=method), prior, config, lambda: False)
+    loop = optimise_prompt_field(
+        GenerateRequest(prompt=prompt, method=method), prior, config, lambda: False
+    )
     while True:
         try:
             next(loop)
@@ -53,13 +55,24 @@ def mesh_views(mesh: TexturedMesh, size: int = 128) -> np.ndarray:
     """Four lit renders (front, side, back, three-quarter top) of the exported textured mesh,
     side by side: uint8 [size, 4 * size, 3]."""
     surface = TexturedSurface.from_parts(
-        [(torch.from_numpy(mesh.vertices), torch.from_numpy(mesh.faces), torch.from_numpy(mesh.uvs))]
+        [
+            (
+                torch.from_numpy(mesh.vertices),
+                torch.from_numpy(mesh.faces),
+                torch.from_numpy(mesh.uvs),
+            )
+        ]
     )
     texture = torch.from_numpy(mesh.texture).permute(2, 0, 1).float() / 255.0
     cameras = fixed_cameras([0.0, 90.0, 180.0, 45.0], elevation_deg=25.0)
     out = render_textured(
-        surface, [texture], cameras, size, size,
-        torch.full((4,), int(ShadingMode.LIT)), torch.full((4, 3), PREVIEW_BACKGROUND),
+        surface,
+        [texture],
+        cameras,
+        size,
+        size,
+        torch.full((4,), int(ShadingMode.LIT)),
+        torch.full((4, 3), PREVIEW_BACKGROUND),
     )
     return to_strip(out.rgb.clamp(0, 1))
 

@@ -4,7 +4,7 @@
     python docs/render_addon_scene.py --server tcp://127.0.0.1:5555
 
 Needs bpy (the `blender` extra). The add-on is enabled from this source tree as an
-extension; three prompt boxes are filled with Generate Scene, one object is made with
+extension; two prompt boxes are filled with Generate Scene, one object is made with
 Generate at the 3D cursor, and the scene is rendered with Workbench (textures shown) or
 EEVEE to docs/images/addon_scene.png. Blender's user folders go to a temporary directory.
 """
@@ -20,12 +20,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOXES = (
-    ("a red cube", (-1.6, 0.3, 0.5), (1.0, 1.0, 1.0), 20.0),
-    ("a blue sphere", (0.0, 1.4, 0.5), (1.0, 1.0, 1.0), 0.0),
-    ("a green cone", (1.6, 0.3, 0.6), (1.0, 1.0, 1.2), 0.0),
+    ("a red cube", (-1.3, 0.4, 0.5), (1.0, 1.0, 1.0), 20.0),
+    ("a blue sphere", (1.3, 0.6, 0.5), (1.0, 1.0, 1.0), 0.0),
 )
 """Prompt, centre, size and yaw (degrees) of each prompt box."""
-GENERATE = ("a yellow torus", (0.0, -1.3, 0.0), 1.0)
+GENERATE = ("a yellow cone", (0.0, -1.2, 0.0), 1.0)
 """Prompt, 3D cursor and size of the object made with Generate."""
 
 
