@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -13,13 +14,7 @@ import sys
 import time
 from dataclasses import replace
 
-import torch
-
-from backend.export.export_field import ExportTimings, export_field, to_glb
-from backend.pipelines.distill_loop import LoopState
-from backend.pipelines.generate import optimise_prompt_field
-from backend.pipelines.presets import METHODS, preset_config
-from protocol.messages import GenerateRequest
+from backend.pipelines.catalogue import METHODS
 
 WARMUP_STEPS = 3
 
@@ -30,6 +25,13 @@ def _peak_rss_mb() -> float:
 
 def measure(method: str, steps: int, preset: str, model: str | None, device: str) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures."""
+    import torch
+
+    from backend.export.export_field import ExportTimings, export_field, to_glb
+    from backend.pipelines.distill_loop import LoopState
+    from backend.pipelines.generate import optimise_prompt_field
+    from backend.pipelines.presets import preset_config
+    from protocol.messages import GenerateRequest
     from backend.pipelines.runner import load_prior, resolve_device
 
     torch_device = resolve_device(device)
@@ -101,6 +103,8 @@ def main(args: argparse.Namespace | None = None) -> int:
     """Entry point of `boxdream bench` (also `python -m backend.bench`)."""
     if args is None:
         args = build_parser().parse_args()
+    import torch
+
     if args.one:
         torch.set_num_threads(args.threads)
         print(json.dumps(measure(args.one, args.steps, args.preset, args.model, args.device)))
@@ -138,8 +142,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     cpu = platform.processor() or platform.machine()
     print(
-        f"machine: {cpu}, {torch.get_num_threads()} torch threads "
-        f"(bench used {args.threads}), torch {torch.__version__}, python {platform.python_version()}"
+        f"machine: {cpu}, {os.cpu_count()} cores, bench used {args.threads} torch threads, "
+        f"torch {torch.__version__}, python {platform.python_version()}"
     )
     print(f"model: {args.model or 'tiny-shapes'}, preset {args.preset}, {args.steps} timed steps")
     print(_table(rows))

@@ -545,7 +545,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """`boxdream bench ...`: handed to `backend.bench`."""
     from backend import bench
 
-    return int(bench.main(bench.build_parser().parse_args(args.bench_args)) or 0)
+    return int(bench.main(args) or 0)
 
 
 # ------------------------------------------------------------------------------ parser
@@ -618,8 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=cmd_info)
 
-    bench = commands.add_parser("bench", help="speed benchmarks", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    from backend.bench import build_parser as build_bench_parser
+
+    bench = commands.add_parser("bench", help="speed benchmarks")
+    build_bench_parser(bench)
     bench.set_defaults(handler=cmd_bench)
     return parser
 

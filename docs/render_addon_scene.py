@@ -20,11 +20,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOXES = (
-    ("a red cube", (-1.3, 0.4, 0.5), (1.0, 1.0, 1.0), 20.0),
-    ("a blue sphere", (1.3, 0.6, 0.5), (1.0, 1.0, 1.0), 0.0),
+    ("a red cube", (-1.5, 0.8, 0.5), (1.0, 1.0, 1.0), 20.0),
+    ("a blue sphere", (1.5, 0.8, 0.5), (1.0, 1.0, 1.0), 0.0),
 )
 """Prompt, centre, size and yaw (degrees) of each prompt box."""
-GENERATE = ("a yellow cone", (0.0, -1.2, 0.0), 1.0)
+GENERATE = ("a yellow cone", (0.0, -0.9, 0.0), 1.0)
 """Prompt, 3D cursor and size of the object made with Generate."""
 
 
@@ -66,7 +66,7 @@ def stage_and_render(output: Path, engine: str, width: int, height: int) -> None
     sun.rotation_euler = (math.radians(50.0), math.radians(10.0), math.radians(30.0))
     scene.collection.objects.link(sun)
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    camera.location = (4.6, -6.2, 3.6)
+    camera.location = (1.8, -6.8, 3.4)
     direction = Vector((0.0, 0.1, 0.5)) - camera.location
     camera.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
     camera.data.lens = 40.0

@@ -47,12 +47,15 @@ def surface_colour(mesh: TexturedMesh, samples_per_face: int = 4, seed: int = 0)
 def nearest_colour(rgb: np.ndarray) -> str:
     """Name of the vocabulary colour nearest to `rgb` after normalising brightness, so a dark
     red (lit, or baked darker) is still red; white is told apart by its low saturation."""
+
     def normalise(c: np.ndarray) -> np.ndarray:
         c = np.asarray(c, dtype=float)
         return c / max(c.max(), 1e-6)
 
     target = normalise(rgb)
-    return min(vocabulary.COLOURS, key=lambda n: np.linalg.norm(normalise(vocabulary.COLOURS[n]) - target))
+    return min(
+        vocabulary.COLOURS, key=lambda n: np.linalg.norm(normalise(vocabulary.COLOURS[n]) - target)
+    )
 
 
 def shape_features(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -67,9 +70,13 @@ def shape_features(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     z_lo, z_hi = lo[2] + 0.2 * size[2], lo[2] + 0.8 * size[2]
     lower = radial[(z > lo[2] + 0.1 * size[2]) & (z < z_lo)]
     upper = radial[(z > z_hi) & (z < hi[2] - 0.1 * size[2])]
-    taper = (np.percentile(upper, 90) / np.percentile(lower, 90)) if len(upper) and len(lower) else 1.0
+    taper = (
+        (np.percentile(upper, 90) / np.percentile(lower, 90)) if len(upper) and len(lower) else 1.0
+    )
     aspect = size[2] / max(size[0], size[1])
-    return np.array([fill, taper, aspect, 1.0 if _vertical_line_misses(mesh, (lo + hi) / 2) else 0.0])
+    return np.array(
+        [fill, taper, aspect, 1.0 if _vertical_line_misses(mesh, (lo + hi) / 2) else 0.0]
+    )
 
 
 def _vertical_line_misses(mesh: trimesh.Trimesh, centre: np.ndarray) -> bool:

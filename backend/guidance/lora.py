@@ -22,11 +22,13 @@ camera-to-world) through a small MLP used as a class embedding. Here:
 Sharing the prior: the prior is cached per process and shared by jobs. Outside `active(...)`
 the adapter is disabled and the hook absent, so the U-Net computes exactly the pretrained
 prediction (the guided eps the particles follow); `close()` removes the adapter's layers
-(`unload_lora`), leaving the U-Net as it was before the job.
+(`unload_lora`), leaving the U-Net as it was before the job. Should a caller never close it,
+the layers go when the `CameraLoRA` is garbage collected.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -89,7 +91,14 @@ class CameraLoRA:
         """What the LoRA optimiser trains: the adapter matrices and the camera MLP."""
         self.text = prior.encode_text([""])
         """[1, L, D] the empty prompt's embedding, the LoRA model's text input."""
-        self.closed = False
+        self._release = weakref.finalize(self, unet.unload_lora)
+        """Removes the adapter's layers: run by `close()`, or when this object is garbage
+        collected (a safety net for a caller that never closes it), whichever comes first."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the adapter has left the U-Net."""
+        return not self._release.alive
 
     @contextmanager
     def active(self, c2w: torch.Tensor) -> Iterator[None]:
@@ -133,9 +142,7 @@ class CameraLoRA:
 
     def close(self) -> None:
         """Remove the adapter's layers from the U-Net (idempotent)."""
-        if not self.closed:
-            self.prior.unet.unload_lora()
-            self.closed = True
+        self._release()
 
     def __enter__(self) -> CameraLoRA:
         return self

@@ -18,13 +18,12 @@ import dataclasses
 from dataclasses import dataclass, replace
 
 from backend.export.export_field import ExportConfig
+from backend.pipelines.catalogue import METHODS, PRESETS
 from backend.field.grid_field import GridFieldConfig
 from backend.render.cameras import CameraSamplingConfig
 from backend.render.renderer import RenderConfig
 from backend.render.shading import ShadingConfig
 
-PRESETS: tuple[str, ...] = ("preview", "standard", "high")
-METHODS: tuple[str, ...] = ("sds", "vsd", "sjc")
 
 
 @dataclass(frozen=True)
@@ -120,9 +119,11 @@ _GPU = {
 }
 
 _METHOD_OVERRIDES = {
-    # VSD works at ordinary guidance (ProlificDreamer: 7.5).
+    # VSD works at ordinary guidance (ProlificDreamer: 7.5). With tiny-shapes on CPU the preview
+    # run gives the asked colour; its shape stays near the start blob in 150 steps.
     "vsd": {"guidance_scale": 7.5},
     "sds": {},
+    # SJC (PAAS, w(t) = 1) at SDS's numbers: right colour and shape for "a red cone" (preview).
     "sjc": {},
 }
 

@@ -338,7 +338,13 @@ def installed_zip(zip_path: str) -> dict:
     )
     enabled = PACKAGE in bpy.context.preferences.addons
     protocol = sys.modules.get("protocol")
+    site_packages = (
+        Path(os.environ["BLENDER_USER_RESOURCES"])
+        / "extensions/.local/lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+    )
     return {
+        "site_packages": sorted(path.name for path in site_packages.iterdir()),
         "install": outcome,
         "enabled": enabled,
         "files": sorted(p.name for p in (_repo_dir() / "boxdream").iterdir()),

@@ -3,6 +3,7 @@ errors without a server, online access, the local backend, and the built zip ins
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -112,5 +113,23 @@ def test_built_zip_installs_and_enables(run_scenario, tmp_path: Path) -> None:
     seen = run_scenario("installed_zip", zip_path=str(zip_path), source_tree=False)
     assert seen["install"]["error"] is None and seen["enabled"]
     assert "blender_manifest.toml" in seen["files"] and "build.py" not in seen["files"]
-    assert "/extensions/.local/lib/python3.11/site-packages/protocol/" in seen["protocol_file"]
+    assert {"protocol", "boxdream_protocol-0.1.0.dist-info"} <= set(seen["site_packages"])
+    assert seen["protocol_file"] is not None
     assert "generate" in seen["operators"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (sys.platform == "linux" and platform.machine() == "x86_64"),
+    reason="installs the linux-x64 zip",
+)
+def test_release_zip_brings_its_own_pyzmq(run_scenario, tmp_path: Path) -> None:
+    """The Blender 4.2-5.0 linux-x64 zip with pyzmq fetched by pip: Blender installs both
+    wheels into the extensions' site-packages (which Python finds first in Blender's own
+    Python, where no other pyzmq exists; here the venv's pyzmq may be found first)."""
+    paths = build.build(tmp_path / "dist", cache=tmp_path / "cache", platforms=["linux-x64"])
+    (zip_path,) = [path for path in paths if path.stem.endswith("blender42")]
+    seen = run_scenario("installed_zip", zip_path=str(zip_path), source_tree=False)
+    assert seen["install"]["error"] is None and seen["enabled"]
+    assert {"zmq", "protocol"} <= set(seen["site_packages"])
+    assert any(name.startswith("pyzmq-") for name in seen["site_packages"])

@@ -9,9 +9,11 @@ import pytest
 
 from tests.blender_addon.conftest import needs_bpy
 
-pytestmark = [needs_bpy, pytest.mark.blender, pytest.mark.slow]
+pytestmark = [needs_bpy, pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 TOLERANCE = 1e-3
+SCENARIO_TIMEOUT_S = 2400.0
+"""A job takes about a minute on an idle 2-core machine, but 20 under heavy contention."""
 
 
 def _check_textured(obj: dict) -> None:
@@ -29,7 +31,9 @@ def _done(jobs: list[dict]) -> dict:
 
 
 def test_generate_stands_on_the_cursor(run_scenario, backend_server: str) -> None:
-    seen = run_scenario("generate", address=backend_server, prompt="a red cube")
+    seen = run_scenario(
+        "generate", address=backend_server, prompt="a red cube", timeout_s=SCENARIO_TIMEOUT_S
+    )
     assert seen["outcome"]["outcome"] == ["FINISHED"], seen["outcome"]
     job = _done(seen["jobs"])
     assert job["total"] > 0 and job["preview"] is not None
@@ -43,7 +47,7 @@ def test_generate_stands_on_the_cursor(run_scenario, backend_server: str) -> Non
 
 
 def test_generate_scene_puts_each_object_in_its_box(run_scenario, backend_server: str) -> None:
-    seen = run_scenario("compose", address=backend_server)
+    seen = run_scenario("compose", address=backend_server, timeout_s=SCENARIO_TIMEOUT_S)
     assert seen["outcome"]["outcome"] == ["FINISHED"], seen["outcome"]
     _done(seen["jobs"])
     assert len(seen["objects"]) == len(seen["boxes"]) == 2
@@ -57,7 +61,7 @@ def test_generate_scene_puts_each_object_in_its_box(run_scenario, backend_server
 
 
 def test_edit_selected_keeps_the_source_transform(run_scenario, backend_server: str) -> None:
-    seen = run_scenario("edit", address=backend_server)
+    seen = run_scenario("edit", address=backend_server, timeout_s=SCENARIO_TIMEOUT_S)
     assert seen["outcome"]["outcome"] == ["FINISHED"], seen["outcome"]
     _done(seen["jobs"])
     (obj,) = seen["objects"]
@@ -73,7 +77,11 @@ def test_job_survives_an_outage(run_scenario, backend_server: str) -> None:
     """Traffic held for 8 s mid-job: reported as waiting within seconds, then resumed."""
     hold_from, hold_for = 4.0, 8.0
     seen = run_scenario(
-        "outage", address=backend_server, hold_from_s=hold_from, hold_for_s=hold_for
+        "outage",
+        address=backend_server,
+        hold_from_s=hold_from,
+        hold_for_s=hold_for,
+        timeout_s=SCENARIO_TIMEOUT_S,
     )
     assert seen["outcome"]["outcome"] == ["FINISHED"], seen["outcome"]
     _done(seen["jobs"])

@@ -17,7 +17,9 @@ from protocol.messages import GenerateRequest, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 MODEL = builtin_model_path()
-needs_model = pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="tiny-shapes not built")
+needs_model = pytest.mark.skipif(
+    not (MODEL / "model_index.json").exists(), reason="tiny-shapes not built"
+)
 
 
 @needs_model
@@ -28,11 +30,15 @@ def test_loads_through_the_plain_diffusers_api_offline(monkeypatch):
     tokenizer = AutoTokenizer.from_pretrained(MODEL, subfolder="tokenizer")
     scheduler = DDPMScheduler.from_pretrained(MODEL, subfolder="scheduler")
     assert unet.config.sample_size == 32 and scheduler.config.prediction_type == "v_prediction"
-    ids = tokenizer(["a red cube"], padding="max_length", max_length=12, return_tensors="pt").input_ids
+    ids = tokenizer(
+        ["a red cube"], padding="max_length", max_length=12, return_tensors="pt"
+    ).input_ids
     assert tokenizer.unk_token_id not in ids[0].tolist()
     with torch.no_grad():
         text = text_encoder(ids).last_hidden_state
-        out = unet(torch.randn(1, 3, 32, 32), torch.tensor([500]), encoder_hidden_states=text).sample
+        out = unet(
+            torch.randn(1, 3, 32, 32), torch.tensor([500]), encoder_hidden_states=text
+        ).sample
     assert out.shape == (1, 3, 32, 32)
 
 

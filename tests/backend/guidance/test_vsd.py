@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -68,6 +70,17 @@ def test_lora_is_removed_when_the_job_fails(pixel_prior):
     assert not any(p.requires_grad for p in pixel_prior.unet.parameters())
 
 
+def test_an_unclosed_lora_leaves_when_it_is_garbage_collected(pixel_prior):
+    names, eps_before = _unet_fingerprint(pixel_prior)
+    vsd = VSD(pixel_prior)
+    vsd.train_lora(_renders(2, 16), _cameras(2), torch.Generator().manual_seed(0))
+    assert _unet_fingerprint(pixel_prior)[0] != names
+    del vsd
+    gc.collect()
+    names_after, eps_after = _unet_fingerprint(pixel_prior)
+    assert names_after == names and torch.equal(eps_after, eps_before)
+
+
 def _fixed_loss(prior, lora, x0, c2w, draws: int = 8) -> float:
     """LoRA loss averaged over fixed (t, noise) draws, so before/after compare like with like."""
     g = torch.Generator().manual_seed(123)
@@ -85,8 +98,8 @@ def test_lora_loss_falls_over_a_few_dozen_steps_on_fixed_renders(prediction_type
     prior = tiny_pixel_prior(prediction_type)
     x0, c2w = _renders(4, 16), _cameras(4)
     torch.manual_seed(0)
-    # The frozen random U-Net leaves the LoRA little to work with: at the default lr the loss
-    # of this tiny prior falls ~1% in 30 steps, at 1e-2 ~6% (eps) and ~7% (v), then levels off.
+    # Measured on this tiny random prior over 30 steps: at lr 1e-3 the loss falls ~1% (eps) and
+    # ~2.5% (v), at 1e-2 ~9% (eps) and ~13% (v); the test uses 1e-2 to see the fall clearly.
     with VSD(prior, VSDConfig(lora_lr=1e-2)) as vsd:
         before = _fixed_loss(prior, vsd.lora, x0, c2w)
         g = torch.Generator().manual_seed(1)
@@ -95,7 +108,7 @@ def test_lora_loss_falls_over_a_few_dozen_steps_on_fixed_renders(prediction_type
         after = _fixed_loss(prior, vsd.lora, x0, c2w)
         lora_b = [p for n, p in prior.unet.named_parameters() if "lora_B" in n]
         assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # the adapters themselves learn
-    assert after < 0.97 * before, (before, after)
+    assert after < 0.95 * before, (before, after)
 
 
 def test_lora_loss_targets_v_for_v_prediction_models():

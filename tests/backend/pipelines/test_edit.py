@@ -25,7 +25,7 @@ from backend.guidance.distillation import DistillationStep
 from backend.guidance.prior import DiffusionPrior, builtin_model_path
 from backend.pipelines import edit as edit_module
 from backend.pipelines.edit import edit
-from backend.pipelines.edit_source import read_sources, transform_points
+from backend.pipelines.edit_source import read_sources, surface_colour, transform_points
 from backend.pipelines.presets import DistillConfig, preset_config
 from backend.render.cameras import orbit_cameras
 from backend.render.mesh_texture_renderer import TexturedSurface, render_textured
@@ -182,20 +182,26 @@ def test_shape_region_keeps_the_geometry_outside(pixel_prior, darken):
     (source,) = read_sources(request)
     voxel = 2.0 * source.frame.scale / (config.grid.resolution - 1)  # metres
 
-    def world_surface(mesh: TexturedMesh) -> np.ndarray:
-        _, _, points = sample_surface(mesh.vertices, mesh.faces, 40_000, np.random.default_rng(0))
-        return transform_points(transform, points)
+    def world_surface(mesh: TexturedMesh) -> tuple[np.ndarray, np.ndarray]:
+        """Dense surface samples: world points [N, 3] and their colours [N, 3]."""
+        faces, weights, points = sample_surface(
+            mesh.vertices, mesh.faces, 40_000, np.random.default_rng(0)
+        )
+        return transform_points(transform, points), surface_colour(mesh, faces, weights)
 
-    old, new = world_surface(read_glb(glb)[0]), world_surface(after)
+    (old, old_colour), (new, new_colour) = world_surface(read_glb(glb)[0]), world_surface(after)
     margin = 2.0 * voxel
-    old_out = old[old[:, 2] < region[2] - margin]
-    new_out = new[new[:, 2] < region[2] - margin]
-    # Outside: the new surface lies on the old one and covers it (both within ~a voxel).
-    assert cKDTree(old).query(new_out)[0].max() < 1.2 * voxel
-    assert cKDTree(new).query(old_out)[0].max() < 1.2 * voxel
-    # Inside: the stand-in method grew dark density, so the surface moved.
-    new_in = new[new[:, 2] > region[2] + margin]
-    assert cKDTree(old).query(new_in)[0].max() > 3.0 * voxel
+    old_out = old[:, 2] < region[2] - margin
+    new_out = new[:, 2] < region[2] - margin
+    # Outside: the new surface lies on the old one and covers it (both within ~a voxel), in the
+    # old colour.
+    assert cKDTree(old).query(new[new_out])[0].max() < 1.2 * voxel
+    assert cKDTree(new).query(old[old_out])[0].max() < 1.2 * voxel
+    assert np.abs(new_colour[new_out] - old_colour[0]).max() < 0.03
+    # Inside, the stand-in method darkened the surface.
+    new_in = new[:, 2] > region[2] + margin
+    assert new_in.sum() > 1000
+    assert new_colour[new_in].sum(axis=1).mean() < old_colour[0].sum() - 0.3
 
 
 def test_several_meshes_keep_names_and_transforms(pixel_prior):

@@ -19,13 +19,21 @@ def _fast_config(steps: int = 3):
     config = preset_config("preview", "sds", on_gpu=False)
     grid = replace(config.grid, resolution=24)
     return replace(
-        config, steps=steps, preview_every=steps, resolution=16, grid=grid,
-        render=RenderConfig(12, 12), face_budget=2000, texture_size=128,
+        config,
+        steps=steps,
+        preview_every=steps,
+        resolution=16,
+        grid=grid,
+        render=RenderConfig(12, 12),
+        face_budget=2000,
+        texture_size=128,
     )
 
 
 def test_events_arrive_in_order_and_end_with_a_textured_glb(pixel_prior):
-    events = list(generate(GenerateRequest(prompt="a red cube"), pixel_prior, _fast_config(), lambda: False))
+    events = list(
+        generate(GenerateRequest(prompt="a red cube"), pixel_prior, _fast_config(), lambda: False)
+    )
     progress = [e for e in events if isinstance(e, Progress) and e.stage == "optimise"]
     assert [p.step for p in progress] == [1, 2, 3]
     assert all(p.total == 3 and p.loss is not None and p.eta_s >= 0 for p in progress)
@@ -46,14 +54,18 @@ def test_cancel_takes_effect_within_one_step(pixel_prior):
 
     seen = []
     with pytest.raises(JobCancelled):
-        for event in generate(GenerateRequest(prompt="a cube"), pixel_prior, _fast_config(10), should_cancel):
+        for event in generate(
+            GenerateRequest(prompt="a cube"), pixel_prior, _fast_config(10), should_cancel
+        ):
             seen.append(event)
     assert max(e.step for e in seen if isinstance(e, Progress)) == 2
 
 
 def _final_field(prior, seed: int):
     request = GenerateRequest(prompt="a blue sphere", seed=seed)
-    loop = optimise_prompt_field(request, prior, replace(_fast_config(), preview_every=0), lambda: False)
+    loop = optimise_prompt_field(
+        request, prior, replace(_fast_config(), preview_every=0), lambda: False
+    )
     while True:
         try:
             next(loop)

@@ -8,7 +8,9 @@ from backend.render.cameras import CameraSamplingConfig, camera_rays, orbit_came
 
 
 def test_azimuth_zero_is_blender_front_view():
-    cam = orbit_cameras(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([2.0]), torch.tensor([40.0]))
+    cam = orbit_cameras(
+        torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([2.0]), torch.tensor([40.0])
+    )
     assert torch.allclose(cam.position, torch.tensor([[0.0, -2.0, 0.0]]), atol=1e-6)
     rays = camera_rays(cam, 3, 3)
     centre = rays.directions[0, 1, 1]
