@@ -31,8 +31,8 @@ def measure(method: str, steps: int, preset: str, model: str | None, device: str
     from backend.pipelines.distill_loop import LoopState
     from backend.pipelines.generate import optimise_prompt_field
     from backend.pipelines.presets import preset_config
-    from protocol.messages import GenerateRequest
     from backend.pipelines.runner import load_prior, resolve_device
+    from protocol.messages import GenerateRequest
 
     torch_device = resolve_device(device)
     prior = load_prior(model, torch_device)

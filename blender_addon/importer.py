@@ -30,7 +30,7 @@ COLLECTION_NAME = "BoxDream"
 GLTF_ADDON = "io_scene_gltf2"
 
 
-class ImportFailed(Exception):  # noqa: N818 - reads as an outcome, like the operators' reports
+class ImportFailed(Exception):
     """A result mesh could not be imported; the message says which and why."""
 
 

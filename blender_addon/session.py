@@ -73,7 +73,7 @@ class ConnectionConfig:
     """Interval between attempts to reach a server that went away."""
 
 
-class ConnectionBlocked(Exception):  # noqa: N818 - reads as a state, like the client's
+class ConnectionBlocked(Exception):
     """The preferences forbid or cannot make this connection (online access, CURVE keys)."""
 
 

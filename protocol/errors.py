@@ -47,7 +47,7 @@ class ProtocolError(Exception):
         return (type(self), (self.code, self.field, self.message))
 
 
-class ServerUnreachable(ConnectionError):  # noqa: N818 - the name the callers use
+class ServerUnreachable(ConnectionError):
     """The server did not answer within the client's timeout, after its retries."""
 
     def __init__(self, address: str, message: str) -> None:

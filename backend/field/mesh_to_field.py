@@ -49,13 +49,13 @@ _COLUMN_SHIFT = (math.sqrt(2) - 1.0) * 1e-3, (math.sqrt(3) - 1.0) * 1e-3
 class MeshFieldConfig:
     """How a mesh becomes density and albedo."""
 
-    inside_raw: float = 15.0
-    """r_in: raw density deep inside."""
+    inside_raw: float = 10.0
+    """r_in: raw density deep inside (generate's start blob peaks at 10 too)."""
     outside_raw: float = -5.0
     """r_out: raw density away from the surface."""
-    surface_raw: float = 5.0
+    surface_raw: float = 3.0
     """r_s: raw density on the surface."""
-    slope_per_voxel: float = 10.0
+    slope_per_voxel: float = 5.0
     """k: raw density drop per voxel of signed distance across the surface."""
     min_thickness_voxels: float = 1.0
     """Half-thickness, in voxels, of the shell that open meshes are united with."""

@@ -63,9 +63,10 @@ class VSDConfig:
     """Rank r of the LoRA adapters (threestudio 4)."""
     lora_lr: float = 1e-3
     """Adam learning rate of the LoRA and the camera MLP. ProlificDreamer uses 1e-4 on Stable
-    Diffusion; on the 1M-parameter CPU model one step per optimisation step at 1e-4 barely moves
-    the LoRA in a 150-step run (measured in tests/backend/guidance/test_vsd.py), so the default
-    is 1e-3."""
+    Diffusion. Measured with tiny-shapes (renders of the start blob, 4 views at 32x32, loss on
+    fixed draws): after 30 LoRA steps the loss falls 1.2% at 1e-4, 9% at 1e-3, and at 1e-2 it
+    falls 21% by step 20, then rises again. 1e-4 leaves the LoRA nearly untrained in a
+    150-step CPU run, hence 1e-3."""
     camera_dropout: float = 0.1
     """Share of renders whose camera condition is dropped (c = 0) in the LoRA loss."""
 

@@ -18,12 +18,11 @@ import dataclasses
 from dataclasses import dataclass, replace
 
 from backend.export.export_field import ExportConfig
-from backend.pipelines.catalogue import METHODS, PRESETS
 from backend.field.grid_field import GridFieldConfig
+from backend.pipelines.catalogue import METHODS, PRESETS
 from backend.render.cameras import CameraSamplingConfig
 from backend.render.renderer import RenderConfig
 from backend.render.shading import ShadingConfig
-
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,10 @@ def edit_texture(
                 "UV layout (vertices split along the seams, same positions) and a new texture"
             )
     if not any(part.region.editable.any() for part in parts):
-        yield Warning(message=f"{source.name}: the region does not touch its surface; unchanged")
+        yield Warning(
+            message=f"{source.name}: no texel may change (the region misses its surface, or "
+            "its UVs cover no texel); unchanged"
+        )
         return _result_glb(source, parts, [part.image for part in parts])
 
     device = prior.device

@@ -163,3 +163,16 @@ def test_step_anneals_t_and_updates_the_lora(pixel_prior):
         assert lora_b.abs().sum() > 0 and vsd.last_lora_loss > 0
         late.loss.backward()
     assert x0.grad is not None and torch.isfinite(x0.grad).all()
+
+
+def test_vsd_on_a_latent_prior_backpropagates_through_the_vae(latent_prior):
+    rgb = torch.rand(2, 3, 32, 32, requires_grad=True)
+    x0 = latent_prior.encode_images(rgb)  # [2, 4, 16, 16] latents
+    cond = latent_prior.encode_text(["a cube"] * 2)
+    uncond = latent_prior.encode_text([""] * 2)
+    guided = lambda x_t, t: latent_prior.guided_noise(x_t, t, cond, uncond, 7.5)  # noqa: E731
+    with VSD(latent_prior) as vsd:
+        step = vsd.step(x0, guided, _cameras(2), 0.1, torch.Generator().manual_seed(0))
+        assert vsd.last_lora_loss > 0
+    step.loss.backward()
+    assert rgb.grad is not None and torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0

@@ -194,10 +194,10 @@ def test_shape_region_keeps_the_geometry_outside(pixel_prior, darken):
     old_out = old[:, 2] < region[2] - margin
     new_out = new[:, 2] < region[2] - margin
     # Outside: the new surface lies on the old one and covers it (both within ~a voxel), in the
-    # old colour.
+    # old colour (but for a few samples next to texture seams, where baking dilates colours).
     assert cKDTree(old).query(new[new_out])[0].max() < 1.2 * voxel
     assert cKDTree(new).query(old[old_out])[0].max() < 1.2 * voxel
-    assert np.abs(new_colour[new_out] - old_colour[0]).max() < 0.03
+    assert np.percentile(np.abs(new_colour[new_out] - old_colour[0]).max(axis=1), 99) < 0.02
     # Inside, the stand-in method darkened the surface.
     new_in = new[:, 2] > region[2] + margin
     assert new_in.sum() > 1000

@@ -41,7 +41,12 @@ def test_slab_transmittance_is_beer_lambert(sigma):
     field = SlabField(sigma, half_width=0.25)
     background = torch.tensor([[0.0, 0.0, 0.0]])
     out = render(
-        field, _side_camera(), 4, 4, torch.tensor([int(ShadingMode.ALBEDO)]), background,
+        field,
+        _side_camera(),
+        4,
+        4,
+        torch.tensor([int(ShadingMode.ALBEDO)]),
+        background,
         RenderConfig(coarse_samples=512, fine_samples=0),
     )
     expected_opacity = 1 - math.exp(-sigma * 0.5)  # path length 2 * half_width
@@ -62,7 +67,9 @@ def test_importance_sampling_agrees_with_dense_sampling():
 def test_empty_scene_renders_the_background():
     field = SlabField(0.0, half_width=0.25)
     cams = orbit_cameras(
-        torch.tensor([10.0, 30.0]), torch.tensor([0.0, 120.0]), torch.tensor([1.8, 1.8]),
+        torch.tensor([10.0, 30.0]),
+        torch.tensor([0.0, 120.0]),
+        torch.tensor([1.8, 1.8]),
         torch.tensor([50.0, 50.0]),
     )
     bg = torch.tensor([[0.2, 0.4, 0.6], [1.0, 0.5, 0.0]])
@@ -77,14 +84,26 @@ def test_lit_shading_follows_lambert():
     cam = _side_camera()
     shading = ShadingConfig(ambient=0.3, diffuse=0.7)
     lit = render(
-        field, cam, 2, 2, torch.tensor([int(ShadingMode.LIT)]), torch.zeros(1, 3),
-        RenderConfig(256, 0), shading,
+        field,
+        cam,
+        2,
+        2,
+        torch.tensor([int(ShadingMode.LIT)]),
+        torch.zeros(1, 3),
+        RenderConfig(256, 0),
+        shading,
     )
     assert lit.rgb.mean().item() == pytest.approx(1.0, abs=0.02)
     cam.light_position = torch.tensor([[-5.0, 0.0, 0.0]])  # behind the surface: ambient only
     dark = render(
-        field, cam, 2, 2, torch.tensor([int(ShadingMode.LIT)]), torch.zeros(1, 3),
-        RenderConfig(256, 0), shading,
+        field,
+        cam,
+        2,
+        2,
+        torch.tensor([int(ShadingMode.LIT)]),
+        torch.zeros(1, 3),
+        RenderConfig(256, 0),
+        shading,
     )
     assert dark.rgb.mean().item() == pytest.approx(0.3, abs=0.02)
 

@@ -37,7 +37,7 @@ from protocol.messages import (
 from tests.protocol.samples import INFO_FIELDS, make_glb, make_png
 
 
-class DoubleCancelled(Exception):  # noqa: N818 - mirrors the pipelines. JobCancelled
+class DoubleCancelled(Exception):
     """What the double raises on cancel (the real pipelines raise JobCancelled)."""
 
 
