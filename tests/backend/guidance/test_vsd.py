@@ -168,9 +168,7 @@ def test_step_anneals_t_and_updates_the_lora(pixel_prior):
 def test_vsd_on_a_latent_prior_backpropagates_through_the_vae(latent_prior):
     rgb = torch.rand(2, 3, 32, 32, requires_grad=True)
     x0 = latent_prior.encode_images(rgb)  # [2, 4, 16, 16] latents
-    cond = latent_prior.encode_text(["a cube"] * 2)
-    uncond = latent_prior.encode_text([""] * 2)
-    guided = lambda x_t, t: latent_prior.guided_noise(x_t, t, cond, uncond, 7.5)  # noqa: E731
+    guided = _guided(latent_prior, "a cube", 7.5, 2)
     with VSD(latent_prior) as vsd:
         step = vsd.step(x0, guided, _cameras(2), 0.1, torch.Generator().manual_seed(0))
         assert vsd.last_lora_loss > 0
