@@ -35,7 +35,7 @@ from backend.field.composed_field import BoxedObject, ComposedField, SceneFrame
 from backend.field.oriented_box import OrientedBox
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.local_conditioning import local_conditioning
-from backend.guidance.methods import make_method
+from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import distill
 from backend.pipelines.generate import EXPORT_ETA_S
@@ -195,7 +195,6 @@ def compose(
     schedule = step_schedule(len(world), config.steps, settings)
     regularisers = replace(config.regularisers, sparsity=settings.sparsity)
     run = replace(config, steps=len(schedule), regularisers=regularisers)
-    method = make_method(request.method, prior, run)
     box_prompts = [
         PromptEmbeddings.encode(prior, box.prompt, request.negative_prompt) for box in request.boxes
     ]
@@ -228,17 +227,18 @@ def compose(
         return field if box is None else object_views[box]
 
     exports = len(world) + int(request.include_background)
-    yield from distill(
-        field,
-        prior,
-        method,
-        run,
-        sample_views,
-        generator,
-        should_cancel,
-        eta_tail_s=EXPORT_ETA_S * exports,
-        subject=subject,
-    )
+    with distillation_method(request.method, prior, run) as method:
+        yield from distill(
+            field,
+            prior,
+            method,
+            run,
+            sample_views,
+            generator,
+            should_cancel,
+            eta_tail_s=EXPORT_ETA_S * exports,
+            subject=subject,
+        )
 
     meshes: list[ResultMesh] = []
     taken: set[str] = set()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from backend.export.errors import MeshError
-from backend.guidance.methods import make_method
+from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.edit_region import RegionBox
 from backend.pipelines.edit_source import bad_mesh, read_sources
@@ -59,15 +59,25 @@ def edit(
     meshes = []
     for source in sources:
         generator = torch.Generator().manual_seed(request.seed + source.index)
-        method = make_method(request.method, prior, config)
-        arguments = (source, region, prior, method, embeddings, config, generator, should_cancel)
-        try:
-            if request.mode == "texture":
-                glb = yield from edit_texture(*arguments)
-            else:
-                glb = yield from edit_shape(*arguments, seed=request.seed)
-        except MeshError as error:
-            raise bad_mesh(source.field, str(error)) from error
+        # One method per mesh, closed before the next (a VSD LoRA must leave the shared prior).
+        with distillation_method(request.method, prior, config) as method:
+            arguments = (
+                source,
+                region,
+                prior,
+                method,
+                embeddings,
+                config,
+                generator,
+                should_cancel,
+            )
+            try:
+                if request.mode == "texture":
+                    glb = yield from edit_texture(*arguments)
+                else:
+                    glb = yield from edit_shape(*arguments, seed=request.seed)
+            except MeshError as error:
+                raise bad_mesh(source.field, str(error)) from error
         transform = request.meshes[source.index].transform
         meshes.append(ResultMesh(name=source.name, glb=glb, transform=transform))
     yield Result(meshes=meshes)
