@@ -8,19 +8,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import trimesh
+import torch
 
 from backend.export.errors import MeshError
 from backend.export.export_field import export_field
 from backend.export.glb import read_glb
 from backend.export.marching import MarchingConfig
-from backend.guidance.prior import DiffusionPrior, builtin_model_path
+from backend.guidance.prior import builtin_model_path
 from backend.pipelines import compose as compose_module
 from backend.pipelines.compose import ComposeConfig, compose, step_schedule
 from backend.pipelines.presets import preset_config
+from backend.pipelines.runner import load_prior
 from backend.render.renderer import RenderConfig
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import ComposeRequest, Progress, PromptBox, Result, Warning
+from tests.backend.builtin_model.test_tiny_shapes import SHAPE_GAPS
+from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 BOXES = [
     PromptBox(centre=(-0.7, 0.4, 0.3), size=(0.9, 0.5, 0.6), yaw_deg=30.0, prompt="a red cube"),
@@ -129,38 +132,12 @@ def test_scene_steps_run_with_a_latent_prior(latent_prior):
 # ---- with the built-in model -----------------------------------------------------------------
 
 
-def dominant_colour(mesh) -> np.ndarray:
-    """Mean texture colour at the vertices' UVs, [3] in [0, 1]."""
-    h, w = mesh.texture.shape[:2]
-    cols = np.clip(np.round(mesh.uvs[:, 0] * (w - 1)).astype(int), 0, w - 1)
-    rows = np.clip(np.round((1.0 - mesh.uvs[:, 1]) * (h - 1)).astype(int), 0, h - 1)
-    return mesh.texture[rows, cols].mean(axis=0) / 255.0
-
-
-def fill_ratio(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Volume / bounding-box volume: 1 for a cube, pi / 6 = 0.52 for a sphere."""
-    mesh = trimesh.Trimesh(vertices, faces, process=True)
-    extent = vertices.max(axis=0) - vertices.min(axis=0)
-    return abs(mesh.volume) / float(np.prod(extent))
-
-
-def analytic_ratio(mesh: trimesh.Trimesh) -> float:
-    return fill_ratio(np.asarray(mesh.vertices), np.asarray(mesh.faces))
-
-
-CUBE_RATIO = analytic_ratio(trimesh.creation.box((1.0, 1.0, 1.0)))
-SPHERE_RATIO = analytic_ratio(trimesh.creation.icosphere(subdivisions=4))
-SHAPE_SPLIT = 0.5 * (CUBE_RATIO + SPHERE_RATIO)
-"""Between the analytic cube (1.0) and sphere (0.52): above is cube-like, below sphere-like."""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (builtin_model_path() / "model_index.json").is_file(),
     reason="the built-in model tiny-shapes is not there yet",
 )
 def test_red_cube_and_blue_sphere_side_by_side():
-    prior = DiffusionPrior.load(None)
     request = ComposeRequest(
         boxes=[
             PromptBox(
@@ -171,20 +148,24 @@ def test_red_cube_and_blue_sphere_side_by_side():
             ),
         ]
     )
+    prior = load_prior(None, torch.device("cpu"))
     config = preset_config("preview", "sds", on_gpu=False)
     events = list(compose(request, prior, config, lambda: False))
-    cube_out, sphere_out = events[-1].meshes
-    (cube,) = read_glb(cube_out.glb)
-    (sphere,) = read_glb(sphere_out.glb)
-
-    red = dominant_colour(cube)
-    blue = dominant_colour(sphere)
-    assert red[0] > red[1] + 0.15 and red[0] > red[2] + 0.15, red
-    assert blue[2] > blue[0] + 0.15 and blue[2] > blue[1] + 0.15, blue
-    cube_ratio = fill_ratio(cube.vertices, cube.faces)
-    sphere_ratio = fill_ratio(sphere.vertices, sphere.faces)
-    assert sphere_ratio < SHAPE_SPLIT, (sphere_ratio, SHAPE_SPLIT)
-    if cube_ratio <= SHAPE_SPLIT:
-        # The known gap of the preview preset (see tests/backend/builtin_model): the cube grows
-        # as a rounded, cup-like box. Colour and containment are still asserted above.
-        pytest.xfail(f"cube-like fill {cube_ratio:.2f} <= {SHAPE_SPLIT:.2f}")
+    assert isinstance(events[-1], Result)
+    outputs = events[-1].meshes
+    assert [m.name for m in outputs] == ["red_cube", "blue_sphere"]
+    judged = []
+    for mesh_out, box in zip(outputs, request.boxes, strict=True):
+        (mesh,) = read_glb(mesh_out.glb)
+        local = in_box_frame(world_vertices(mesh_out), box)
+        assert (np.abs(local) <= np.asarray(box.size) / 2 * 1.02).all(), mesh_out.name
+        rgb = surface_colour(mesh)
+        shape, features = nearest_shape(mesh.vertices, mesh.faces)
+        judged.append((nearest_colour(rgb), shape, f"{rgb.round(2)}, {features.round(2)}"))
+    (cube_colour, cube_shape, cube_detail), (sphere_colour, sphere_shape, sphere_detail) = judged
+    assert cube_colour == "red", cube_detail
+    assert sphere_colour == "blue", sphere_detail
+    assert sphere_shape == "sphere", sphere_detail
+    if cube_shape != "cube":
+        # The preview preset's known gap, shared with generate (tests/backend/builtin_model).
+        pytest.xfail(f"{SHAPE_GAPS['cube']}: nearest {cube_shape}; {cube_detail}")
