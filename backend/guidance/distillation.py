@@ -77,6 +77,18 @@ def sample_timesteps(
     return torch.randint(t_lo, t_hi, (batch,), generator=generator)
 
 
+def timesteps_for(
+    schedule: TimestepSchedule,
+    num_train_timesteps: int,
+    x0: torch.Tensor,
+    progress: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """[B] timesteps for the renders x0 [B, ...] at run progress, on x0's device."""
+    t = sample_timesteps(schedule, progress, num_train_timesteps, x0.shape[0], generator)
+    return t.to(x0.device)
+
+
 def gradient_injection_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """A loss whose gradient w.r.t. `x` [B, ...] is exactly `grad` / B:
 

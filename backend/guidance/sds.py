@@ -19,7 +19,7 @@ from backend.guidance.distillation import (
     Weighting,
     clean_gradient,
     gradient_injection_loss,
-    sample_timesteps,
+    timesteps_for,
     weight_of,
 )
 from backend.guidance.prior import DiffusionPrior
@@ -71,9 +71,9 @@ class SDS:
         progress: float,
         generator: torch.Generator,
     ) -> DistillationStep:
-        t = sample_timesteps(
-            self.config.timesteps, progress, self.prior.num_train_timesteps, x0.shape[0], generator
-        ).to(x0.device)
+        t = timesteps_for(
+            self.config.timesteps, self.prior.num_train_timesteps, x0, progress, generator
+        )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         grad = sds_gradient(self.prior, x0, guided_noise, t, noise, self.config)
         return DistillationStep(

@@ -39,7 +39,7 @@ from backend.guidance.distillation import (
     Weighting,
     clean_gradient,
     gradient_injection_loss,
-    sample_timesteps,
+    timesteps_for,
     weight_of,
 )
 from backend.guidance.prior import DiffusionPrior
@@ -123,9 +123,9 @@ class SJC:
         progress: float,
         generator: torch.Generator,
     ) -> DistillationStep:
-        t = sample_timesteps(
-            self.config.timesteps, progress, self.prior.num_train_timesteps, x0.shape[0], generator
-        ).to(x0.device)
+        t = timesteps_for(
+            self.config.timesteps, self.prior.num_train_timesteps, x0, progress, generator
+        )
         noises = torch.randn((self.config.draws, *x0.shape), generator=generator)
         grad = sjc_gradient(
             self.prior, x0, guided_noise, t, noises.to(x0.device, x0.dtype), self.config

@@ -37,7 +37,7 @@ from backend.guidance.distillation import (
     Weighting,
     clean_gradient,
     gradient_injection_loss,
-    sample_timesteps,
+    timesteps_for,
     weight_of,
 )
 from backend.guidance.lora import CameraLoRA
@@ -143,9 +143,9 @@ class VSD:
         progress: float,
         generator: torch.Generator,
     ) -> DistillationStep:
-        t = sample_timesteps(
-            self.config.timesteps, progress, self.prior.num_train_timesteps, x0.shape[0], generator
-        ).to(x0.device)
+        t = timesteps_for(
+            self.config.timesteps, self.prior.num_train_timesteps, x0, progress, generator
+        )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         grad = vsd_gradient(self.prior, self.lora, x0, guided_noise, c2w, t, noise, self.config)
         self.train_lora(x0, c2w, generator)
