@@ -155,6 +155,10 @@ def test_cancel_takes_effect_within_a_step(connect: Connect) -> None:
 def test_cancel_a_queued_job(jobs_dir: Path) -> None:
     with running_server(jobs_dir, devices=("cpu",)) as server, Client(server.address) as client:
         running = client.submit(GenerateRequest(prompt="first steps=100 step_ms=20"))
+        deadline = time.monotonic() + 10
+        while client.status(running).state != "running":
+            assert time.monotonic() < deadline, "the only worker never took the first job"
+            time.sleep(0.02)
         queued = client.submit(GenerateRequest(prompt="second in line"))
         status = client.status(queued)
         assert (status.state, status.queue_position) == ("queued", 0)
