@@ -25,8 +25,10 @@ class CameraSamplingConfig:
     """Distance from the look-at point to the camera, in scene units."""
     fovy_range_deg: tuple[float, float] = (40.0, 70.0)
     """Vertical field of view, degrees."""
-    elevation_range_deg: tuple[float, float] = (-10.0, 45.0)
-    """Elevation above the XY plane, degrees."""
+    elevation_range_deg: tuple[float, float] = (-10.0, 80.0)
+    """Elevation above the XY plane, degrees. DreamFusion samples up to 90; 80 keeps the image's
+    up direction defined, and still shows the top of an object (a cube's square top, a torus's
+    hole), which side views alone never tell apart from a cylinder or a disc."""
     uniform_sphere_prob: float = 0.5
     """Share of cameras whose elevation is area-uniform on the sphere band instead of uniform
     in degrees (which over-samples the poles)."""

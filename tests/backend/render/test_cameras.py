@@ -22,7 +22,8 @@ def test_azimuth_zero_is_blender_front_view():
 def test_sampled_cameras_respect_the_ranges():
     cfg = CameraSamplingConfig()
     cams = sample_cameras(512, cfg, torch.Generator().manual_seed(0))
-    assert cams.elevation.min() >= -10.0 and cams.elevation.max() <= 45.0
+    assert cams.elevation.min() >= -10.0 and cams.elevation.max() <= 80.0
+    assert (cams.elevation > 60.0).any(), "overhead views are drawn"
     assert cams.distance.min() >= 1.5 and cams.distance.max() <= 2.0
     fov = torch.rad2deg(cams.fovy)
     assert fov.min() >= 40.0 and fov.max() <= 70.0
