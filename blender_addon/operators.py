@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import bpy
 from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
@@ -36,7 +37,7 @@ from .glb_writer import object_glb
 from .importer import transform_of
 from .local_backend import LOCAL_BACKEND
 from .preferences import addon_preferences, user_dir
-from .properties import BoxDreamJob
+from .properties import BoxDreamJob, BoxDreamSettings
 from .session import SESSION, ConnectionBlocked, find_job
 
 BOX_DISPLAY_SIZE = 0.5
@@ -92,6 +93,28 @@ def is_tilted(obj: bpy.types.Object) -> bool:
 def prompt_boxes(scene: bpy.types.Scene) -> list[bpy.types.Object]:
     """The scene's prompt boxes, by name."""
     return sorted((obj for obj in scene.objects if obj.boxdream.is_box), key=lambda obj: obj.name)
+
+
+def sampling_fields(settings: BoxDreamSettings) -> dict[str, Any]:
+    """Negative prompt, method, preset and seed: the request fields every job kind shares."""
+    return {
+        "negative_prompt": settings.negative_prompt.strip(),
+        "method": settings.method,
+        "preset": settings.preset,
+        "seed": settings.seed,
+    }
+
+
+def fill_targets(objects: list[bpy.types.Object]) -> Callable[[BoxDreamJob], None]:
+    """A `start_job` fill that records `objects`, in order, as the job's targets."""
+
+    def fill(job: BoxDreamJob) -> None:
+        for obj in objects:
+            target = job.targets.add()
+            target.obj = obj
+            target.object_name = obj.name
+
+    return fill
 
 
 def _ended(job_id: str, give_up_s: float) -> Callable[[], bool]:
@@ -200,13 +223,7 @@ class BOXDREAM_OT_generate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.boxdream
-        request = GenerateRequest(
-            prompt=settings.prompt.strip(),
-            negative_prompt=settings.negative_prompt.strip(),
-            method=settings.method,
-            preset=settings.preset,
-            seed=settings.seed,
-        )
+        request = GenerateRequest(prompt=settings.prompt.strip(), **sampling_fields(settings))
         cursor = context.scene.cursor.location.copy()
 
         def fill(job: BoxDreamJob) -> None:
@@ -272,20 +289,10 @@ class BOXDREAM_OT_generate_scene(bpy.types.Operator):
         request = ComposeRequest(
             boxes=[prompt_box(box) for box in boxes],
             scene_prompt=settings.scene_prompt.strip() or None,
-            negative_prompt=settings.negative_prompt.strip(),
-            method=settings.method,
-            preset=settings.preset,
-            seed=settings.seed,
             include_background=settings.include_background,
+            **sampling_fields(settings),
         )
-
-        def fill(job: BoxDreamJob) -> None:
-            for box in boxes:
-                target = job.targets.add()
-                target.obj = box
-                target.object_name = box.name
-
-        return start_job(self, context, request, fill)
+        return start_job(self, context, request, fill_targets(boxes))
 
 
 class BOXDREAM_OT_edit_selected(bpy.types.Operator):
@@ -319,19 +326,9 @@ class BOXDREAM_OT_edit_selected(bpy.types.Operator):
             prompt=settings.edit_prompt.strip(),
             mode=settings.edit_mode,
             region=None if region is None else world_box(region),
-            negative_prompt=settings.negative_prompt.strip(),
-            method=settings.method,
-            preset=settings.preset,
-            seed=settings.seed,
+            **sampling_fields(settings),
         )
-
-        def fill(job: BoxDreamJob) -> None:
-            for obj in sources:
-                target = job.targets.add()
-                target.obj = obj
-                target.object_name = obj.name
-
-        return start_job(self, context, request, fill)
+        return start_job(self, context, request, fill_targets(sources))
 
 
 def _job_from(context: bpy.types.Context, job_id: str) -> BoxDreamJob | None:
@@ -457,14 +454,4 @@ CLASSES = (
     BOXDREAM_OT_local_backend,
 )
 
-
-def register() -> None:
-    """Register the operators."""
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    """Unregister the operators."""
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

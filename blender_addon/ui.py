@@ -263,14 +263,4 @@ CLASSES = (
     BOXDREAM_PT_jobs,
 )
 
-
-def register() -> None:
-    """Register panels and lists."""
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    """Unregister panels and lists."""
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -178,6 +178,14 @@ def optional(check: Callable[..., T], value: object, path: str, *args: Any) -> T
     return None if value is None else check(value, path, *args)
 
 
+def list_of(
+    check: Callable[..., T], value: object, path: str, min_items: int, max_items: int, *args: Any
+) -> list[T]:
+    """A JSON list of `min_items..max_items` items, each read by `check(item, item_path, *args)`."""
+    items = as_list(value, path, min_items, max_items)
+    return [check(item, join(path, index), *args) for index, item in enumerate(items)]
+
+
 class FieldReader:
     """The fields of one JSON object: `take` each expected field, then `finish`.
 

@@ -21,10 +21,10 @@ from protocol.fields import (
     as_choice,
     as_float,
     as_int,
-    as_list,
     as_text,
     as_vector,
     join,
+    list_of,
     optional,
     wrong_type,
 )
@@ -178,6 +178,17 @@ class _Sampling:
             model=optional(_label, *reader.take("model"), limits),
         )
 
+    @staticmethod
+    def fields_of(request: JobRequest) -> dict[str, Any]:
+        """The shared fields of `request` as JSON fields, in their wire order."""
+        return {
+            "negative_prompt": request.negative_prompt,
+            "method": request.method,
+            "preset": request.preset,
+            "seed": request.seed,
+            "model": request.model,
+        }
+
 
 # ----------------------------------------------------------------------------- requests
 
@@ -227,14 +238,7 @@ class GenerateRequest(Message):
     """Client-chosen job id making the submit idempotent; None lets the server choose."""
 
     def _fields(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "method": self.method,
-            "preset": self.preset,
-            "seed": self.seed,
-            "model": self.model,
-        }
+        return {"prompt": self.prompt, **_Sampling.fields_of(self)}
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
@@ -331,21 +335,13 @@ class ComposeRequest(Message):
         return {
             "boxes": [box.to_fields() for box in self.boxes],
             "scene_prompt": self.scene_prompt,
-            "negative_prompt": self.negative_prompt,
-            "method": self.method,
-            "preset": self.preset,
-            "seed": self.seed,
-            "model": self.model,
+            **_Sampling.fields_of(self),
             "include_background": self.include_background,
         }
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        boxes_value, boxes_path = reader.take("boxes")
-        boxes = [
-            PromptBox.from_fields(item, join(boxes_path, index), limits)
-            for index, item in enumerate(as_list(boxes_value, boxes_path, 1, limits.max_boxes))
-        ]
+        boxes = list_of(PromptBox.from_fields, *reader.take("boxes"), 1, limits.max_boxes, limits)
         scene_prompt = optional(as_text, *reader.take("scene_prompt"), limits.max_prompt_chars)
         common = _Sampling.read(reader, limits)
         include_background = as_bool(*reader.take("include_background"))
@@ -359,13 +355,16 @@ class ComposeRequest(Message):
 
 
 @dataclass(frozen=True)
-class MeshInput:
-    """One mesh of an edit request."""
+class _Mesh:
+    """A named GLB mesh with its world transform: one mesh of an edit request or of a result."""
+
+    CHECK_FACES: ClassVar[bool]
+    """Whether reading checks the GLB's triangle count against max_faces."""
 
     name: str
-    """Object name, unique within the request; the result mesh keeps it."""
+    """Mesh name, unique within its list (an edited mesh keeps its input's name)."""
     glb: bytes
-    """The mesh as a GLB file (Z up, metres), at most max_mesh_bytes and max_faces."""
+    """GLB file, Z up, metres, at most max_mesh_bytes."""
     transform: tuple[float, ...]
     """World matrix, 16 floats, row-major 4x4, last row 0, 0, 0, 1."""
 
@@ -374,14 +373,15 @@ class MeshInput:
         return {"name": self.name, "glb": self.glb, "transform": list(self.transform)}
 
     @classmethod
-    def from_fields(cls, value: object, path: str, limits: Limits) -> MeshInput:
-        """Read and check one input mesh, including its triangle count."""
+    def from_fields(cls, value: object, path: str, limits: Limits) -> Self:
+        """Read and check one mesh: always its GLB container, its triangle count if
+        `CHECK_FACES`."""
         reader = FieldReader(value, path)
         name = _label(*reader.take("name"), limits)
         glb_value, glb_path = reader.take("glb")
         glb = as_blob(glb_value, glb_path, limits.max_mesh_bytes)
         faces = inspect_glb(glb, glb_path).faces
-        if faces > limits.max_faces:
+        if cls.CHECK_FACES and faces > limits.max_faces:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
                 glb_path,
@@ -390,6 +390,22 @@ class MeshInput:
         transform = _transform(*reader.take("transform"))
         reader.finish()
         return cls(name=name, glb=glb, transform=transform)
+
+    @classmethod
+    def read_list(cls, reader: FieldReader, max_meshes: int, limits: Limits) -> list[Self]:
+        """The field "meshes": 1..max_meshes meshes with unique names."""
+        meshes_value, meshes_path = reader.take("meshes")
+        meshes = list_of(cls.from_fields, meshes_value, meshes_path, 1, max_meshes, limits)
+        _unique_names([mesh.name for mesh in meshes], meshes_path, "name")
+        return meshes
+
+
+@dataclass(frozen=True)
+class MeshInput(_Mesh):
+    """One mesh of an edit request, at most max_faces triangles; the result mesh keeps its
+    name."""
+
+    CHECK_FACES: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -426,21 +442,12 @@ class EditRequest(Message):
             "prompt": self.prompt,
             "mode": self.mode,
             "region": None if self.region is None else list(self.region),
-            "negative_prompt": self.negative_prompt,
-            "method": self.method,
-            "preset": self.preset,
-            "seed": self.seed,
-            "model": self.model,
+            **_Sampling.fields_of(self),
         }
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        meshes_value, meshes_path = reader.take("meshes")
-        meshes = [
-            MeshInput.from_fields(item, join(meshes_path, index), limits)
-            for index, item in enumerate(as_list(meshes_value, meshes_path, 1, limits.max_meshes))
-        ]
-        _unique_names([mesh.name for mesh in meshes], meshes_path, "name")
+        meshes = MeshInput.read_list(reader, limits.max_meshes, limits)
         prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
         mode = as_choice(*reader.take("mode"), EDIT_MODES)
         region_value, region_path = reader.take("region")
@@ -567,8 +574,7 @@ class ServerInfo(Message):
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
         def names(value: object, path: str, min_items: int) -> list[str]:
-            items = as_list(value, path, min_items, MAX_LISTED)
-            result = [_label(item, join(path, index), limits) for index, item in enumerate(items)]
+            result = list_of(_label, value, path, min_items, MAX_LISTED, limits)
             _unique_names(result, path, "")
             return result
 
@@ -710,31 +716,11 @@ class Warning(Message):
 
 
 @dataclass(frozen=True)
-class ResultMesh:
-    """One mesh of a result."""
+class ResultMesh(_Mesh):
+    """One mesh of a result, with a baseColor texture; its GLB container is checked, not its
+    triangle count."""
 
-    name: str
-    """Mesh name, unique within the result."""
-    glb: bytes
-    """GLB file, Z up, metres, with a baseColor texture."""
-    transform: tuple[float, ...]
-    """World matrix, 16 floats, row-major 4x4, last row 0, 0, 0, 1."""
-
-    def to_fields(self) -> dict[str, Any]:
-        """The mesh as JSON fields (the GLB becomes a binary frame)."""
-        return {"name": self.name, "glb": self.glb, "transform": list(self.transform)}
-
-    @classmethod
-    def from_fields(cls, value: object, path: str, limits: Limits) -> ResultMesh:
-        """Read one result mesh; the GLB container is checked, not its triangle count."""
-        reader = FieldReader(value, path)
-        name = _label(*reader.take("name"), limits)
-        glb_value, glb_path = reader.take("glb")
-        glb = as_blob(glb_value, glb_path, limits.max_mesh_bytes)
-        inspect_glb(glb, glb_path)
-        transform = _transform(*reader.take("transform"))
-        reader.finish()
-        return cls(name=name, glb=glb, transform=transform)
+    CHECK_FACES: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -754,14 +740,7 @@ class Result(Message):
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        meshes_value, meshes_path = reader.take("meshes")
-        meshes = [
-            ResultMesh.from_fields(item, join(meshes_path, index), limits)
-            for index, item in enumerate(
-                as_list(meshes_value, meshes_path, 1, limits.max_result_meshes)
-            )
-        ]
-        _unique_names([mesh.name for mesh in meshes], meshes_path, "name")
+        meshes = ResultMesh.read_list(reader, limits.max_result_meshes, limits)
         return cls(meshes=meshes, job=job)
 
 
@@ -938,13 +917,10 @@ class JobList(Message):
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        jobs_value, jobs_path = reader.take("jobs")
-        items = as_list(jobs_value, jobs_path, 0, limits.max_list_jobs)
         return cls(
-            jobs=[
-                JobSummary.from_fields(item, join(jobs_path, index), limits)
-                for index, item in enumerate(items)
-            ]
+            jobs=list_of(
+                JobSummary.from_fields, *reader.take("jobs"), 0, limits.max_list_jobs, limits
+            )
         )
 
 

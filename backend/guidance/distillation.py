@@ -113,6 +113,16 @@ class DistillationStep:
     grad_norm: float
     timesteps: torch.Tensor
 
+    @classmethod
+    def from_gradient(
+        cls, x0: torch.Tensor, grad: torch.Tensor, t: torch.Tensor
+    ) -> DistillationStep:
+        """The step that injects the method's gradient `grad` into the renders x0 [B, ...]
+        (`gradient_injection_loss`), drawn at timesteps t [B]."""
+        return cls(
+            loss=gradient_injection_loss(x0, grad), grad_norm=float(grad.norm()), timesteps=t
+        )
+
 
 class DistillationMethod(Protocol):
     """One score-distillation method (sds.py, vsd.py, sjc.py)."""

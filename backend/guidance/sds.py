@@ -18,7 +18,6 @@ from backend.guidance.distillation import (
     TimestepSchedule,
     Weighting,
     clean_gradient,
-    gradient_injection_loss,
     timesteps_for,
     weight_of,
 )
@@ -76,6 +75,4 @@ class SDS:
         )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         grad = sds_gradient(self.prior, x0, guided_noise, t, noise, self.config)
-        return DistillationStep(
-            loss=gradient_injection_loss(x0, grad), grad_norm=float(grad.norm()), timesteps=t
-        )
+        return DistillationStep.from_gradient(x0, grad, t)

@@ -38,7 +38,6 @@ from backend.guidance.distillation import (
     TimestepSchedule,
     Weighting,
     clean_gradient,
-    gradient_injection_loss,
     timesteps_for,
     weight_of,
 )
@@ -130,6 +129,4 @@ class SJC:
         grad = sjc_gradient(
             self.prior, x0, guided_noise, t, noises.to(x0.device, x0.dtype), self.config
         )
-        return DistillationStep(
-            loss=gradient_injection_loss(x0, grad), grad_norm=float(grad.norm()), timesteps=t
-        )
+        return DistillationStep.from_gradient(x0, grad, t)

@@ -36,7 +36,6 @@ from backend.guidance.distillation import (
     TimestepSchedule,
     Weighting,
     clean_gradient,
-    gradient_injection_loss,
     timesteps_for,
     weight_of,
 )
@@ -149,9 +148,7 @@ class VSD:
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         grad = vsd_gradient(self.prior, self.lora, x0, guided_noise, c2w, t, noise, self.config)
         self.train_lora(x0, c2w, generator)
-        return DistillationStep(
-            loss=gradient_injection_loss(x0, grad), grad_norm=float(grad.norm()), timesteps=t
-        )
+        return DistillationStep.from_gradient(x0, grad, t)
 
     def close(self) -> None:
         """Take the LoRA off the shared prior (idempotent)."""

@@ -16,8 +16,7 @@ from backend.pipelines.distill_loop import LoopState, distill
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.particles import interleave, particle_name
 from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
-from backend.render.cameras import sample_cameras
+from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
 from protocol.messages import IDENTITY, GenerateRequest, Preview, Progress, Result, ResultMesh
 
 EXPORT_ETA_S = 8.0
@@ -39,9 +38,7 @@ def optimise_prompt_particles(
     with distillation_method(request.method, prior, config) as method:
         embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
 
-        def sample_views(step: int, gen: torch.Generator):
-            cameras = sample_cameras(config.views, config.cameras, gen)
-            return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
+        sample_views = prompt_view_sampler(prior, embeddings, config)
 
         runs = [
             distill(

@@ -11,7 +11,9 @@ import torch
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.prior import DiffusionPrior
 from backend.guidance.view_prompts import view_prompts, views_of
-from backend.render.cameras import Cameras
+from backend.pipelines.distill_loop import ViewSampler
+from backend.pipelines.presets import DistillConfig
+from backend.render.cameras import Cameras, sample_cameras
 
 
 @dataclass
@@ -41,3 +43,16 @@ def prompt_guidance(
     cond = embeddings.for_cameras(cameras)
     uncond = embeddings.uncond.expand_as(cond)
     return lambda x_t, t: prior.guided_noise(x_t, t, cond, uncond, guidance_scale)
+
+
+def prompt_view_sampler(
+    prior: DiffusionPrior, embeddings: PromptEmbeddings, config: DistillConfig
+) -> ViewSampler:
+    """The `distill` view sampler of a single-prompt run: `config.views` random cameras per
+    step, each guided by its view-dependent prompt."""
+
+    def sample_views(step: int, gen: torch.Generator) -> tuple[Cameras, GuidedNoise]:
+        cameras = sample_cameras(config.views, config.cameras, gen)
+        return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
+
+    return sample_views

@@ -28,8 +28,7 @@ from backend.pipelines.edit_region import FrozenVoxels, RegionBox
 from backend.pipelines.edit_source import EditSource, bad_mesh, surface_colour, transform_points
 from backend.pipelines.generate import EXPORT_ETA_S
 from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
-from backend.render.cameras import sample_cameras
+from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import join
 from protocol.messages import Preview, Progress, Warning
@@ -103,9 +102,7 @@ def edit_shape(
             yield Warning(message=f"{source.name}: the region lies outside its field; unchanged")
             return source.unchanged_glb()
 
-    def sample_views(step: int, gen: torch.Generator):
-        cameras = sample_cameras(config.views, config.cameras, gen)
-        return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
+    sample_views = prompt_view_sampler(prior, embeddings, config)
 
     yield from distill(
         field,

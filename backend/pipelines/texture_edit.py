@@ -42,8 +42,8 @@ from backend.pipelines.distill_loop import distill
 from backend.pipelines.edit_region import RegionBox, TexelRegion, texel_region
 from backend.pipelines.edit_source import EditSource, surface_colour
 from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
-from backend.render.cameras import Cameras, sample_cameras
+from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
+from backend.render.cameras import Cameras
 from backend.render.mesh_texture_renderer import TexturedSurface, render_textured
 from backend.render.preview import PREVIEW_BACKGROUND, fixed_cameras, png_bytes, to_strip
 from backend.render.renderer import RenderConfig, RenderOutput
@@ -289,9 +289,7 @@ def edit_texture(
         config, lr=texture_config.lr, shading=replace(config.shading, textureless_prob=0.0)
     )
 
-    def sample_views(step: int, gen: torch.Generator):
-        cameras = sample_cameras(loop_config.views, loop_config.cameras, gen)
-        return cameras, prompt_guidance(prior, embeddings, cameras, loop_config.guidance_scale)
+    sample_views = prompt_view_sampler(prior, embeddings, loop_config)
 
     yield from distill(
         model,
