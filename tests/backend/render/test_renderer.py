@@ -83,29 +83,15 @@ def test_lit_shading_follows_lambert():
     field = SlabField(200.0, half_width=0.25)
     cam = _side_camera()
     shading = ShadingConfig(ambient=0.3, diffuse=0.7)
-    lit = render(
-        field,
-        cam,
-        2,
-        2,
-        torch.tensor([int(ShadingMode.LIT)]),
-        torch.zeros(1, 3),
-        RenderConfig(256, 0),
-        shading,
-    )
-    assert lit.rgb.mean().item() == pytest.approx(1.0, abs=0.02)
+
+    def mean_lit_colour() -> float:
+        lit = torch.tensor([int(ShadingMode.LIT)])
+        out = render(field, cam, 2, 2, lit, torch.zeros(1, 3), RenderConfig(256, 0), shading)
+        return out.rgb.mean().item()
+
+    assert mean_lit_colour() == pytest.approx(1.0, abs=0.02)
     cam.light_position = torch.tensor([[-5.0, 0.0, 0.0]])  # behind the surface: ambient only
-    dark = render(
-        field,
-        cam,
-        2,
-        2,
-        torch.tensor([int(ShadingMode.LIT)]),
-        torch.zeros(1, 3),
-        RenderConfig(256, 0),
-        shading,
-    )
-    assert dark.rgb.mean().item() == pytest.approx(0.3, abs=0.02)
+    assert mean_lit_colour() == pytest.approx(0.3, abs=0.02)
 
 
 def test_importance_samples_are_sorted_along_the_ray():
