@@ -58,9 +58,26 @@ def nearest_colour(rgb: np.ndarray) -> str:
     )
 
 
+def upright_yaw(vertices: np.ndarray) -> float:
+    """The turn about Z (radians, in [0, pi/2)) whose axis-aligned box around the vertices has
+    the least area in XY. Nothing fixes the yaw of a generated object (cameras orbit at every
+    azimuth, and a cube's captions carry no view suffix), so a cube grown at 30 degrees is still
+    a cube: its bounding box is taken in its own frame."""
+    xy = vertices[:, :2] - vertices[:, :2].mean(0)
+    angles = np.deg2rad(np.arange(0.0, 90.0, 1.0))
+    c, s = np.cos(angles), np.sin(angles)
+    x = xy[:, :1] * c + xy[:, 1:] * s  # [V, A]
+    y = -xy[:, :1] * s + xy[:, 1:] * c
+    area = (x.max(0) - x.min(0)) * (y.max(0) - y.min(0))
+    return float(angles[np.argmin(area)])
+
+
 def shape_features(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """[fill, taper, aspect, hole] of a closed mesh (Z up)."""
-    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    """[fill, taper, aspect, hole] of a closed mesh (Z up), measured in its upright yaw."""
+    yaw = upright_yaw(vertices)
+    c, s = np.cos(yaw), np.sin(yaw)
+    turn = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    mesh = trimesh.Trimesh(vertices @ turn.T, faces, process=True)
     lo, hi = mesh.bounds
     size = np.maximum(hi - lo, 1e-6)
     fill = abs(mesh.volume) / float(np.prod(size))
