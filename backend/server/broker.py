@@ -6,15 +6,24 @@ that follows the job (the one that submitted it, or the last one that fetched it
 is written to the job store before it is forwarded; sends to clients never block (a slow or
 vanished client loses events, never the others' time) and the result stays fetchable on disk.
 One thread runs `Broker.run` and owns both sockets and the job store.
+
+A worker that goes away in the middle of a job (its process killed, its host lost) sends no
+more events, so its job would wait forever. Every `WORKER_PROBE_INTERVAL_S` the broker sends
+each busy worker a PROBE; the back ends are mandatory-routing ROUTERs whose peers are dropped
+when their connection ends (at once for a dead process, after the ZMTP heartbeat timeout for a
+silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
+interrupted, with an error that says so.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,7 +31,7 @@ from dataclasses import dataclass, replace
 import zmq
 
 from backend.server.jobstore import JobRecord, JobStore
-from backend.server.worker import CANCEL, EVENT, JOB, READY
+from backend.server.worker import CANCEL, EVENT, JOB, PROBE, READY
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import new_job_id
 from protocol.messages import (
@@ -60,6 +69,18 @@ WorkerKey = tuple[int, bytes]
 WORKER_EVENT_TYPES = (Progress, Preview, Warning, Result, Error, Cancelled)
 BATCH = 100
 """Messages read from one socket before looking at the other."""
+WORKER_PROBE_INTERVAL_S = 1.0
+"""How often busy workers are probed (module docstring)."""
+
+
+class Delivery(enum.Enum):
+    """What became of a message to a worker."""
+
+    SENT = "sent"
+    FULL = "full"
+    """Its queue is full: the worker is there but not reading."""
+    GONE = "gone"
+    """The back end has no route to it: its connection has ended."""
 
 
 @dataclass
@@ -127,6 +148,7 @@ class Broker:
         poller.register(self._frontend, zmq.POLLIN)
         for backend in self._backends:
             poller.register(backend, zmq.POLLIN)
+        next_probe = time.monotonic() + WORKER_PROBE_INTERVAL_S
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(100))
@@ -136,6 +158,9 @@ class Broker:
                 if self._frontend in ready:
                     self._drain(self._frontend, self._on_client)
                 self._dispatch()
+                if time.monotonic() >= next_probe:
+                    self._probe_busy_workers()
+                    next_probe = time.monotonic() + WORKER_PROBE_INTERVAL_S
         finally:
             self._interrupt_all()
 
@@ -387,17 +412,38 @@ class Broker:
         self._forward_event(job, frames)
         self._live.pop(job, None)
 
-    def _send_worker(self, key: WorkerKey, frames: list[bytes]) -> bool:
+    def _send_worker(self, key: WorkerKey, frames: list[bytes]) -> Delivery:
         index, identity = key
         try:
             self._backends[index].send_multipart([identity, *frames], flags=zmq.NOBLOCK)
         except zmq.Again:
-            return False
+            return Delivery.FULL
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
-            return False
-        return True
+            return Delivery.GONE
+        return Delivery.SENT
+
+    def _probe_busy_workers(self) -> None:
+        """End the jobs of busy workers the back end can no longer reach (module docstring)."""
+        for key, slot in list(self._workers.items()):
+            if slot.job is None or self._send_worker(key, [PROBE]) is not Delivery.GONE:
+                continue
+            job = slot.job
+            del self._workers[key]
+            log.error("worker %s (%s) went away while running job %s", slot.name, slot.device, job)
+            self._finish(
+                job,
+                JobState.INTERRUPTED,
+                Error(
+                    code=ErrorCode.INTERRUPTED,
+                    field="job",
+                    message=f"job {job} was interrupted: worker {slot.name} ({slot.device}) "
+                    "went away while running it (its process ended or its host was lost); "
+                    "submit it again",
+                    job=job,
+                ),
+            )
 
     def _dispatch(self) -> None:
         while self._queue and self._idle:
@@ -413,7 +459,7 @@ class Broker:
                 self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
                 self._idle.appendleft(key)
                 continue
-            if not self._send_worker(key, [JOB, *request.to_wire()]):
+            if self._send_worker(key, [JOB, *request.to_wire()]) is not Delivery.SENT:
                 log.warning("worker %s is unreachable; forgetting it", slot.name)
                 del self._workers[key]
                 continue

@@ -28,6 +28,11 @@ log = logging.getLogger("boxdream.server")
 
 SHUTDOWN_LINGER_MS = 1000
 """How long the last events (jobs interrupted by the shutdown) may take to reach clients."""
+WORKER_HEARTBEAT_MS = (2000, 10_000)
+"""ZMTP heartbeat interval and timeout on the worker back ends: a worker host that falls
+silent (power, network) loses its connection, so the broker sees it gone (broker docstring)."""
+SUPERVISE_INTERVAL_S = 1.0
+"""How often local worker processes are checked; one that has ended is started again."""
 
 INFO_KEYS = ("models", "default_model", "methods", "presets", "vocabulary")
 """Keys of the pipelines' `server_info_fields(device)` dict."""
@@ -117,6 +122,7 @@ class Server:
         self._context: zmq.Context | None = None
         self._threads: list[threading.Thread] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._supervisor: threading.Thread | None = None
         self._ipc_dir: Path | None = None
         self._stop = threading.Event()
         self._authenticator: ThreadAuthenticator | None = None
@@ -138,6 +144,11 @@ class Server:
         """The bound address for remote workers, after `start`, if configured."""
         return self._worker_address
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the local worker processes (empty for worker threads)."""
+        return [process.pid for process in self._processes if process.pid is not None]
+
     def start(self) -> None:
         """Bind the sockets (raising `zmq.ZMQError` if an address is taken), start workers."""
         config = self._config
@@ -158,6 +169,7 @@ class Server:
         frontend.heartbeat_ivl = 5000
         frontend.heartbeat_timeout = 15000
         local = self._router(context, None)
+        local.heartbeat_ivl, local.heartbeat_timeout = WORKER_HEARTBEAT_MS
         sockets = [frontend, local]
         try:
             frontend.bind(config.bind)
@@ -165,6 +177,7 @@ class Server:
             local_address = self._bind_local(local)
             if config.worker_bind is not None:
                 remote = self._router(context, curve)
+                remote.heartbeat_ivl, remote.heartbeat_timeout = WORKER_HEARTBEAT_MS
                 sockets.append(remote)
                 remote.bind(config.worker_bind)
                 self._worker_address = remote.last_endpoint.decode()
@@ -191,6 +204,14 @@ class Server:
         ]
         for index, device in enumerate(config.devices):
             self._start_worker(index, device, local_address, context)
+        if self._processes:
+            self._supervisor = threading.Thread(
+                target=self._supervise,
+                args=(config.devices, local_address),
+                name="boxdream-supervisor",
+                daemon=True,
+            )
+            self._threads.append(self._supervisor)
         for thread in self._threads:
             thread.start()
         log.info(
@@ -215,15 +236,7 @@ class Server:
     def _start_worker(self, index: int, device: str, address: str, context: zmq.Context) -> None:
         name = f"{device}#{index}"
         if self._config.worker_processes:
-            process = multiprocessing.get_context("spawn").Process(
-                target=run_worker_process,
-                args=(address, device, self._pipeline, self._config.model, self._config.limits),
-                kwargs={"name": name},
-                name=f"boxdream-worker-{index}",
-                daemon=True,
-            )
-            process.start()
-            self._processes.append(process)
+            self._processes.append(self._spawn_worker(index, device, address))
             return
         worker = Worker(
             address=address,
@@ -242,6 +255,33 @@ class Server:
                 daemon=True,
             )
         )
+
+    def _spawn_worker(
+        self, index: int, device: str, address: str
+    ) -> multiprocessing.process.BaseProcess:
+        process = multiprocessing.get_context("spawn").Process(
+            target=run_worker_process,
+            args=(address, device, self._pipeline, self._config.model, self._config.limits),
+            kwargs={"name": f"{device}#{index}"},
+            name=f"boxdream-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        return process
+
+    def _supervise(self, devices: tuple[str, ...], address: str) -> None:
+        """Start again every local worker process that has ended (killed, out of memory),
+        until the server stops; the broker interrupts the job it was running."""
+        while not self._stop.wait(SUPERVISE_INTERVAL_S):
+            for index, process in enumerate(self._processes):
+                if process.is_alive() or self._stop.is_set():
+                    continue
+                log.error(
+                    "worker process %s ended (exit code %s); starting a new one",
+                    process.name,
+                    process.exitcode,
+                )
+                self._processes[index] = self._spawn_worker(index, devices[index], address)
 
     def _router(self, context: zmq.Context, curve: ServerCurve | None) -> zmq.Socket:
         socket = context.socket(zmq.ROUTER)
@@ -265,6 +305,9 @@ class Server:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker and the workers; unfinished jobs are recorded as interrupted."""
         self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join()  # it may be starting a process; it ends within a second
+            self._supervisor = None
         for process in self._processes:
             process.terminate()
         for process in self._processes:

@@ -9,6 +9,8 @@ a process on another host (tcp). Frames between broker and worker:
                       EVENT, <event message frames>          one event of the current job
     broker → worker   JOB, <request message frames>          run this job
                       CANCEL, <job id>                       stop this job at the next step
+                      PROBE                                  none (the broker checks that it can
+                                                             still route to a busy worker)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ log = logging.getLogger("boxdream.server.worker")
 READY = b"READY"
 JOB = b"JOB"
 CANCEL = b"CANCEL"
+PROBE = b"PROBE"
 EVENT = b"EVENT"
 
 READY_INTERVAL_S = 1.0
@@ -143,7 +146,7 @@ class Worker:
                     if not stop.is_set():
                         _send(socket, ready(), stop)
                         last_ready = time.monotonic()
-                elif frames[0] != CANCEL:
+                elif frames[0] not in (CANCEL, PROBE):
                     log.warning("%s: ignoring an unknown command from the broker", self._name)
         except zmq.ContextTerminated:
             log.info("%s: the server's context ended; stopping", self._name)
