@@ -46,7 +46,7 @@ JOB_STATE_ITEMS = [
     ("done", "Done", "Result imported"),
     ("failed", "Failed", "The server or the import reported an error"),
     ("cancelled", "Cancelled", "Stopped on request"),
-    ("interrupted", "Interrupted", "The server stopped while the job ran"),
+    ("interrupted", "Interrupted", "The server or its worker stopped while the job ran"),
 ]
 FINISHED_STATES = frozenset({"done", "failed", "cancelled", "interrupted"})
 """Job states that never change again."""

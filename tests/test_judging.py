@@ -33,7 +33,7 @@ def test_analytic_meshes_are_named_right_at_any_yaw(shape, yaw):
     assert found == shape, features.round(2)
 
 
-def test_a_rounded_box_is_not_a_cube():
+def test_a_squashed_sphere_is_not_a_cube():
     """A sphere squashed into a box's extent (the failure SDS tends to) stays a sphere."""
     blob = trimesh.creation.icosphere(subdivisions=3, radius=0.35)
     blob.vertices *= np.array([1.0, 1.0, 0.9])

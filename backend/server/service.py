@@ -211,7 +211,7 @@ class Server:
                 name="boxdream-supervisor",
                 daemon=True,
             )
-            self._threads.append(self._supervisor)
+            self._supervisor.start()
         for thread in self._threads:
             thread.start()
         log.info(
