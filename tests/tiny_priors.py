@@ -7,6 +7,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from backend.builtin_model.architecture import build_tokenizer
+from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 from backend.guidance.prior import DiffusionPrior
 
 
@@ -26,7 +27,15 @@ def _text_encoder(vocab_size: int, max_tokens: int) -> CLIPTextModel:
     )
 
 
-def _unet(sample_size: int, channels: int) -> UNet2DConditionModel:
+def _unet(sample_size: int, channels: int, camera: bool = False) -> UNet2DConditionModel:
+    camera_kwargs = (
+        {
+            "class_embed_type": "projection",
+            "projection_class_embeddings_input_dim": CAMERA_CONDITION_DIM,
+        }
+        if camera
+        else {}
+    )
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=channels,
@@ -38,15 +47,19 @@ def _unet(sample_size: int, channels: int) -> UNet2DConditionModel:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
         attention_head_dim=2,
+        **camera_kwargs,
     )
 
 
-def tiny_pixel_prior(prediction_type: str = "epsilon", seed: int = 0) -> DiffusionPrior:
-    """16x16 RGB pixel-space prior with the built-in model's tokenizer."""
+def tiny_pixel_prior(
+    prediction_type: str = "epsilon", seed: int = 0, camera_conditioned: bool = False
+) -> DiffusionPrior:
+    """16x16 RGB pixel-space prior with the built-in model's tokenizer (optionally taking the
+    camera condition as its class label, like the built-in model)."""
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     return DiffusionPrior.from_components(
-        _unet(16, 3),
+        _unet(16, 3, camera_conditioned),
         DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type),
         _text_encoder(len(tokenizer), tokenizer.model_max_length),
         tokenizer,

@@ -6,11 +6,13 @@ serves this model and Stable Diffusion.
 
 from __future__ import annotations
 
+import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from backend.builtin_model import vocabulary
+from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 
 RESOLUTION = 32
 """Native image side of the model, pixels."""
@@ -57,10 +59,24 @@ def build_text_encoder(vocab_size: int) -> CLIPTextModel:
     )
 
 
-def build_unet() -> UNet2DConditionModel:
+def build_unet(camera_conditioned: bool = True) -> UNet2DConditionModel:
     """1.4M-parameter 32x32 U-Net; cross-attention only at 8x8 and in the mid block, 2 heads
-    (REFERENCE.md: attention resolution and head count dominate CPU cost)."""
-    return UNet2DConditionModel(
+    (REFERENCE.md: attention resolution and head count dominate CPU cost).
+
+    camera_conditioned: take the camera condition c (`backend.guidance.camera_condition`) as a
+    projected class label added to the timestep embedding. The embedding's last layer starts
+    at zero, so such a U-Net starts as the text-only one (a text-only checkpoint loads into it
+    unchanged).
+    """
+    camera = (
+        {
+            "class_embed_type": "projection",
+            "projection_class_embeddings_input_dim": CAMERA_CONDITION_DIM,
+        }
+        if camera_conditioned
+        else {}
+    )
+    unet = UNet2DConditionModel(
         sample_size=RESOLUTION,
         in_channels=3,
         out_channels=3,
@@ -71,7 +87,12 @@ def build_unet() -> UNet2DConditionModel:
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=2,  # diffusers quirk: this is the number of heads
         norm_num_groups=16,
+        **camera,
     )
+    if camera_conditioned:
+        torch.nn.init.zeros_(unet.class_embedding.linear_2.weight)
+        torch.nn.init.zeros_(unet.class_embedding.linear_2.bias)
+    return unet
 
 
 def build_scheduler() -> DDPMScheduler:

@@ -4,7 +4,9 @@ Images come from the same camera distribution, light sampling, shading modes and
 that the score-distillation loop uses (`backend.render`), so the prior is asked about views it
 has seen. Captions are "a {colour} {shape}" with synonyms, the view-dependent suffix
 (always for asymmetric objects, half of the time otherwise), colourless captions and the empty
-caption for classifier-free guidance.
+caption for classifier-free guidance. Objects stand in their canonical pose (a cube's faces on
+the world axes, a chair facing -Y), and every image keeps the camera condition c of the camera
+that saw it (`backend.guidance.camera_condition`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from backend.builtin_model import shapes, vocabulary
+from backend.guidance.camera_condition import camera_condition
 from backend.guidance.view_prompts import view_suffix
 from backend.render.background import sample_backgrounds
 from backend.render.cameras import CameraSamplingConfig, camera_rays, sample_cameras
@@ -108,8 +111,9 @@ def render_batch(
     cfg: DatasetConfig,
     generator: torch.Generator,
     rng: random.Random,
-) -> tuple[torch.Tensor, list[str]]:
-    """Render len(colour_names) images of one shape -> ([B, 3, H, W] in [0, 1], captions)."""
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Render len(colour_names) images of one shape -> ([B, 3, H, W] in [0, 1], captions,
+    [B, 3] camera conditions)."""
     b, res = len(colour_names), cfg.resolution
     cameras = sample_cameras(b, CameraSamplingConfig(), generator)
     # Shuffle the stratified azimuths so each image gets an independent view.
@@ -160,25 +164,26 @@ def render_batch(
         caption_for(shape, c, float(e), float(a), cfg, rng)
         for c, e, a in zip(colour_names, cameras.elevation, cameras.azimuth, strict=True)
     ]
-    return image, captions
+    return image, captions, camera_condition(cameras.c2w)
 
 
 def build_dataset(
     count: int, seed: int, cfg: DatasetConfig = DatasetConfig(), batch: int = 256
-) -> tuple[torch.Tensor, list[str]]:
-    """Render `count` images (uint8 [N, 3, H, W]) and captions, balanced over shapes, colours
-    at random; reproducible from `seed`."""
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Render `count` images (uint8 [N, 3, H, W]), captions and camera conditions ([N, 3]),
+    balanced over shapes, colours at random; reproducible from `seed`."""
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    images, captions = [], []
+    images, captions, conditions = [], [], []
     colour_names = list(vocabulary.COLOURS)
     done = 0
     while done < count:
         shape = vocabulary.SHAPES[(done // batch) % len(vocabulary.SHAPES)]
         n = min(batch, count - done)
         names = [rng.choice(colour_names) for _ in range(n)]
-        img, cap = render_batch(shape, names, cfg, generator, rng)
+        img, cap, cond = render_batch(shape, names, cfg, generator, rng)
         images.append((img * 255).round().to(torch.uint8))
         captions.extend(cap)
+        conditions.append(cond)
         done += n
-    return torch.cat(images), captions
+    return torch.cat(images), captions, torch.cat(conditions)

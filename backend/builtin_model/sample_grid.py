@@ -10,7 +10,13 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from backend.builtin_model import vocabulary
+from backend.guidance.camera_condition import camera_condition
 from backend.guidance.prior import DiffusionPrior
+from backend.render.cameras import orbit_cameras
+
+GRID_VIEW_DEG = (30.0, 35.0)
+"""(elevation, azimuth) of the camera the grid's samples are conditioned on: a three-quarter
+view from above, which shows a cube's three faces and a torus's hole."""
 
 
 @torch.no_grad()
@@ -20,8 +26,10 @@ def sample_images(
     seed: int,
     steps: int = 30,
     guidance_scale: float = 4.0,
+    camera: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """DDIM samples ([B, 3, H, W] in [0, 1]) for prompts, classifier-free guided."""
+    """DDIM samples ([B, 3, H, W] in [0, 1]) for prompts, classifier-free guided; camera:
+    [B, 3] conditions for a camera-conditioned prior (None: unknown)."""
     # The prior returns epsilon whatever the model predicts, so DDIM steps on epsilon.
     ddim = DDIMScheduler.from_config(prior.scheduler.config, prediction_type="epsilon")
     ddim.set_timesteps(steps)
@@ -30,7 +38,7 @@ def sample_images(
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(len(prompts), 3, prior.resolution, prior.resolution, generator=generator)
     for t in ddim.timesteps:
-        eps = prior.guided_noise(x, t.expand(len(prompts)), cond, uncond, guidance_scale)
+        eps = prior.guided_noise(x, t.expand(len(prompts)), cond, uncond, guidance_scale, camera)
         x = ddim.step(eps, t, x).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
 
@@ -39,7 +47,12 @@ def save_sample_grid(model_dir: Path, out_png: Path, seed: int = 0, cell: int = 
     """Write a PNG grid: rows = shapes, columns = colours, prompt "a {colour} {shape}"."""
     prior = DiffusionPrior.load(str(model_dir), device="cpu")
     prompts = [f"a {c} {s}" for s in vocabulary.SHAPES for c in vocabulary.COLOURS]
-    images = sample_images(prior, prompts, seed)
+    n = len(prompts)
+    elevation, azimuth = GRID_VIEW_DEG
+    view = orbit_cameras(
+        torch.full((n,), elevation), torch.full((n,), azimuth), torch.ones(n), torch.ones(n)
+    )
+    images = sample_images(prior, prompts, seed, camera=camera_condition(view.c2w))
     rows, cols = len(vocabulary.SHAPES), len(vocabulary.COLOURS)
     arr = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     h = w = prior.resolution

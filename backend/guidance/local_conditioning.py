@@ -8,6 +8,10 @@ space (latent size for latent models); y_i: the region's prompt; s: the guidance
 region without a prompt contributes m_i * eps(x_t, empty). All prompts and the unconditional
 branch go through the U-Net in one batch. The result is a `GuidedNoise`, so every
 distillation method (SDS, VSD, SJC) takes it unchanged.
+
+A camera-conditioned prior (`backend.guidance.camera_condition`) can be told, per region, the
+camera c_i in that region's own frame; both of the region's predictions then use it:
+m_i * (eps(x_t, empty, c_i) + s * (eps(x_t, y_i, c_i) - eps(x_t, empty, c_i))).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.prior import DiffusionPrior
 
@@ -37,6 +42,7 @@ def local_conditioning(
     uncond: torch.Tensor,
     masks: torch.Tensor,
     guidance_scale: float,
+    region_camera: Sequence[torch.Tensor | None] | None = None,
 ) -> GuidedNoise:
     """The mask-combined guided noise of P regions (formula in the module docstring).
 
@@ -46,24 +52,45 @@ def local_conditioning(
         uncond: [B, L, D] embeddings of the unconditional (negative) prompt.
         masks: [B, P, H, W] ownership masks m_i at any resolution.
         guidance_scale: s.
+        region_camera: for a camera-conditioned prior, P entries, each [B, 3] camera conditions
+            c_i of the views in region i's own frame (a rotated box sees the camera turned by
+            its yaw), or None for "unknown". Each region's two predictions then use its c_i,
+            so the unconditional one is made once per region. None: one shared unconditional
+            prediction and no camera (the paper's formula).
     """
     if masks.shape[1] != len(region_text):
         raise ValueError(f"masks: {masks.shape[1]} channels for {len(region_text)} regions")
-    prompted = [i for i, text in enumerate(region_text) if text is not None]
-    text = torch.cat([uncond, *(region_text[i] for i in prompted)])  # [(1 + P') B, L, D]
+    if region_camera is not None and len(region_camera) != len(region_text):
+        raise ValueError(
+            f"region_camera: {len(region_camera)} entries for {len(region_text)} regions"
+        )
+    b = uncond.shape[0]
+    unknown = torch.zeros(b, CAMERA_CONDITION_DIM, device=uncond.device)
+    # Rows of the one batched forward: (text, camera); row indices per region.
+    rows: list[tuple[torch.Tensor, torch.Tensor]] = [] if region_camera else [(uncond, unknown)]
+    uncond_row, cond_row = [], []
+    for i, text in enumerate(region_text):
+        camera = unknown if not region_camera or region_camera[i] is None else region_camera[i]
+        if region_camera:
+            rows.append((uncond, camera))
+        uncond_row.append(len(rows) - 1 if region_camera else 0)
+        if text is not None:
+            rows.append((text, camera))
+        cond_row.append(None if text is None else len(rows) - 1)
+    text_batch = torch.cat([text for text, _ in rows])  # [K B, L, D]
+    camera_batch = torch.cat([camera for _, camera in rows]).to(uncond.device)  # [K B, 3]
 
     def guided_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        k = 1 + len(prompted)
-        eps = prior.predict_noise(x_t.repeat(k, 1, 1, 1), t.repeat(k), text)
+        k = len(rows)
+        eps = prior.predict_noise(x_t.repeat(k, 1, 1, 1), t.repeat(k), text_batch, camera_batch)
         eps = eps.view(k, *x_t.shape)
-        eps_uncond = eps[0]  # eps(x_t, empty)
         m = resize_masks(masks.to(x_t.device, eps.dtype), tuple(x_t.shape[-2:]))  # m_i
-        combined = torch.zeros_like(eps_uncond)
+        combined = torch.zeros_like(eps[0])
         for i in range(len(region_text)):
-            region_eps = eps_uncond
-            if i in prompted:
-                eps_cond = eps[1 + prompted.index(i)]  # eps(x_t, y_i)
-                region_eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            region_eps = eps[uncond_row[i]]  # eps(x_t, empty, c_i)
+            if cond_row[i] is not None:
+                eps_cond = eps[cond_row[i]]  # eps(x_t, y_i, c_i)
+                region_eps = region_eps + guidance_scale * (eps_cond - region_eps)
             combined = combined + m[:, i : i + 1] * region_eps
         return combined
 

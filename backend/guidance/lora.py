@@ -14,6 +14,9 @@ camera-to-world) through a small MLP used as a class embedding. Here:
   assigning `unet.class_embedding` and passing `class_labels`: with the hook, the prior's own
   `model_output` / `predict_noise` (and their epsilon / v / x_0 handling) serve the LoRA model
   unchanged, and U-Nets that already use class labels keep working.
+- A prior that is itself camera-conditioned (`backend.guidance.camera_condition`) is given the
+  same cameras in the LoRA branch as in the pretrained one, so the two differ only by what the
+  LoRA learned (a dropped camera, c2w = 0, is c = 0 for both).
 - Text: the LoRA model is this job's own and only ever sees this job's renders, so a text
   condition tells it nothing; it is fed the empty prompt's embedding. This keeps VSD independent
   of how a pipeline builds its guided predictor (one prompt, view-dependent prompts, the
@@ -36,6 +39,7 @@ import torch
 from diffusers.models.embeddings import TimestepEmbedding
 from peft import LoraConfig
 
+from backend.guidance.camera_condition import camera_condition
 from backend.guidance.prior import DiffusionPrior
 
 ADAPTER_NAME = "boxdream_vsd"
@@ -133,12 +137,15 @@ class CameraLoRA:
         """The LoRA model's raw prediction (eps, v or x_0, as the prior's) for [B, C, h, w]
         x_t, [B] t, [B, 4, 4] c2w; differentiable in `trainable_parameters`."""
         with self.active(c2w):
-            return self.prior.model_output(x_t, t, self.text.expand(x_t.shape[0], -1, -1))
+            return self.prior.model_output(x_t, t, self._text(x_t), camera_condition(c2w))
 
     def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
         """eps_phi(x_t, t, c) [B, C, h, w] (converted from v / x_0 like the prior's)."""
         with self.active(c2w):
-            return self.prior.predict_noise(x_t, t, self.text.expand(x_t.shape[0], -1, -1))
+            return self.prior.predict_noise(x_t, t, self._text(x_t), camera_condition(c2w))
+
+    def _text(self, x_t: torch.Tensor) -> torch.Tensor:
+        return self.text.expand(x_t.shape[0], -1, -1)
 
     def close(self) -> None:
         """Remove the adapter's layers from the U-Net (idempotent)."""

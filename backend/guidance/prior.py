@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from backend.guidance.camera_condition import CAMERA_CONDITION_DIM, accepts_camera
+
 BUILTIN_MODEL_NAME = "tiny-shapes"
 """Name of the model that ships inside the package."""
 
@@ -208,10 +210,29 @@ class DiffusionPrior:
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def model_output(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    @property
+    def camera_conditioned(self) -> bool:
+        """True when the U-Net takes the camera condition c (`camera_condition`)."""
+        return accepts_camera(self.unet)
+
+    def model_output(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        camera: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The U-Net's own prediction (eps, v or x_0 per `prediction_type`) for [B, C, h, w]
-        x_t, [B] t, [B, L, D] text; a learned-variance half is dropped."""
-        out = self.unet(x_t.to(self.dtype), t.to(self.device), encoder_hidden_states=text).sample
+        x_t, [B] t, [B, L, D] text and [B, 3] camera conditions c (None: unknown, c = 0; a
+        U-Net without camera conditioning ignores them); a learned-variance half is dropped."""
+        extra = {}
+        if self.camera_conditioned:
+            if camera is None:
+                camera = torch.zeros(x_t.shape[0], CAMERA_CONDITION_DIM)
+            extra["class_labels"] = camera.to(self.device, self.dtype)
+        out = self.unet(
+            x_t.to(self.dtype), t.to(self.device), encoder_hidden_states=text, **extra
+        ).sample
         if out.shape[1] == 2 * x_t.shape[1]:  # learned variance (DeepFloyd IF): keep the mean
             out = out[:, : x_t.shape[1]]
         return out
@@ -231,9 +252,16 @@ class DiffusionPrior:
             return x0
         raise ValueError(f"model: unsupported prediction_type {prediction!r}")
 
-    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """eps_hat(x_t, t, y) for [B, C, h, w] x_t, [B] t, [B, L, D] text (no guidance)."""
-        out = self.model_output(x_t, t, text)
+    def predict_noise(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        camera: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """eps_hat(x_t, t, y, c) for [B, C, h, w] x_t, [B] t, [B, L, D] text, [B, 3] camera
+        conditions or None (no guidance)."""
+        out = self.model_output(x_t, t, text, camera)
         prediction = self.scheduler.config.prediction_type
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(out.dtype)
         if prediction == "epsilon":
@@ -252,13 +280,18 @@ class DiffusionPrior:
         cond: torch.Tensor,
         uncond: torch.Tensor,
         guidance_scale: float,
+        camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Classifier-free guided eps (formula in the module docstring), one batched forward.
 
-        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D].
+        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D]; camera: [B, 3] conditions c or
+        None. Both branches see the camera: guidance moves along the text only.
         """
         eps = self.predict_noise(
-            torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([uncond, cond])
+            torch.cat([x_t, x_t]),
+            torch.cat([t, t]),
+            torch.cat([uncond, cond]),
+            None if camera is None else torch.cat([camera, camera]),
         )
         eps_uncond, eps_cond = eps.chunk(2)
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)

@@ -1,6 +1,6 @@
 """Guided noise predictors for plain prompts: view-dependent embeddings computed once per job,
-selected per view, and the negative prompt as the unconditional branch (as Stable Diffusion
-pipelines do)."""
+selected per view, the negative prompt as the unconditional branch (as Stable Diffusion
+pipelines do), and each view's camera condition for priors that take one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.prior import DiffusionPrior
 from backend.guidance.view_prompts import view_prompts, views_of
@@ -39,10 +40,12 @@ class PromptEmbeddings:
 def prompt_guidance(
     prior: DiffusionPrior, embeddings: PromptEmbeddings, cameras: Cameras, guidance_scale: float
 ) -> GuidedNoise:
-    """eps_cfg(x_t, t) for the cameras' view-dependent prompts."""
+    """eps_cfg(x_t, t) for the cameras' view-dependent prompts, told the cameras (in the frame
+    of the object the views render)."""
     cond = embeddings.for_cameras(cameras)
     uncond = embeddings.uncond.expand_as(cond)
-    return lambda x_t, t: prior.guided_noise(x_t, t, cond, uncond, guidance_scale)
+    camera = camera_condition(cameras.c2w)
+    return lambda x_t, t: prior.guided_noise(x_t, t, cond, uncond, guidance_scale, camera)
 
 
 def prompt_view_sampler(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from backend.guidance.local_conditioning import local_conditioning, resize_masks
+from tests.tiny_priors import tiny_pixel_prior
 
 SCALE = 7.5
 
@@ -97,3 +98,25 @@ def test_masks_must_match_regions(pixel_prior):
     _, _, red, _, _, empty = setting(pixel_prior)
     with pytest.raises(ValueError, match="masks"):
         local_conditioning(pixel_prior, [red], empty, region_masks(2, 16, 1), SCALE)
+
+
+def test_each_region_is_guided_with_its_own_camera():
+    prior = tiny_pixel_prior(camera_conditioned=True)
+    torch.nn.init.normal_(prior.unet.class_embedding.linear_2.weight)
+    x_t, t, red, blue, _, empty = setting(prior)
+    masks = region_masks(2, 16, cell=1)
+    front, side = torch.tensor([[0.0, -1.0, 0.0]] * 2), torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    eps_hat = local_conditioning(
+        prior, [red, blue, None], empty, masks, SCALE, [front, side, None]
+    )(x_t, t)
+    expected = [
+        prior.guided_noise(x_t, t, red, empty, SCALE, front),
+        prior.guided_noise(x_t, t, blue, empty, SCALE, side),
+        prior.predict_noise(x_t, t, empty),  # no prompt, unknown camera
+    ]
+    owner = masks.argmax(dim=1, keepdim=True)
+    for region, prediction in enumerate(expected):
+        here = (owner == region).expand_as(eps_hat)
+        torch.testing.assert_close(eps_hat[here], prediction[here], rtol=1e-4, atol=1e-5)
+    shared_camera = local_conditioning(prior, [red, blue, None], empty, masks, SCALE)(x_t, t)
+    assert not torch.allclose(eps_hat, shared_camera)
