@@ -55,8 +55,8 @@ def local_conditioning(
         region_camera: for a camera-conditioned prior, P entries, each [B, 3] camera conditions
             c_i of the views in region i's own frame (a rotated box sees the camera turned by
             its yaw), or None for "unknown". Each region's two predictions then use its c_i,
-            so the unconditional one is made once per region. None: one shared unconditional
-            prediction and no camera (the paper's formula).
+            so the unconditional one is made once per region. None, or a prior without camera
+            input: one shared unconditional prediction (the paper's formula, 1 + P' rows).
     """
     if masks.shape[1] != len(region_text):
         raise ValueError(f"masks: {masks.shape[1]} channels for {len(region_text)} regions")
@@ -64,21 +64,26 @@ def local_conditioning(
         raise ValueError(
             f"region_camera: {len(region_camera)} entries for {len(region_text)} regions"
         )
-    b = uncond.shape[0]
-    unknown = torch.zeros(b, CAMERA_CONDITION_DIM, device=uncond.device)
-    # Rows of the one batched forward: (text, camera); row indices per region.
-    rows: list[tuple[torch.Tensor, torch.Tensor]] = [] if region_camera else [(uncond, unknown)]
-    uncond_row, cond_row = [], []
-    for i, text in enumerate(region_text):
-        camera = unknown if not region_camera or region_camera[i] is None else region_camera[i]
-        if region_camera:
+    # Rows of the one batched forward, as (text, camera or None = unknown), and each region's
+    # rows. Without per-region cameras (or for a prior that takes none) every region shares one
+    # unconditional row.
+    per_region = region_camera is not None and prior.camera_conditioned
+    cameras = list(region_camera) if per_region else [None] * len(region_text)
+    rows: list[tuple[torch.Tensor, torch.Tensor | None]] = [] if per_region else [(uncond, None)]
+    uncond_row: list[int] = []
+    cond_row: list[int | None] = []
+    for text, camera in zip(region_text, cameras, strict=True):
+        if per_region:
             rows.append((uncond, camera))
-        uncond_row.append(len(rows) - 1 if region_camera else 0)
+        uncond_row.append(len(rows) - 1 if per_region else 0)
         if text is not None:
             rows.append((text, camera))
         cond_row.append(None if text is None else len(rows) - 1)
+    unknown = torch.zeros(uncond.shape[0], CAMERA_CONDITION_DIM, device=uncond.device)
     text_batch = torch.cat([text for text, _ in rows])  # [K B, L, D]
-    camera_batch = torch.cat([camera for _, camera in rows]).to(uncond.device)  # [K B, 3]
+    camera_batch = torch.cat(
+        [unknown if camera is None else camera.to(uncond.device) for _, camera in rows]
+    )  # [K B, 3]
 
     def guided_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         k = len(rows)

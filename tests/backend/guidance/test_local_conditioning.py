@@ -120,3 +120,19 @@ def test_each_region_is_guided_with_its_own_camera():
         torch.testing.assert_close(eps_hat[here], prediction[here], rtol=1e-4, atol=1e-5)
     shared_camera = local_conditioning(prior, [red, blue, None], empty, masks, SCALE)(x_t, t)
     assert not torch.allclose(eps_hat, shared_camera)
+
+
+def test_cameras_cost_no_extra_rows_for_a_prior_without_camera_input(pixel_prior):
+    x_t, t, red, blue, _, empty = setting(pixel_prior)
+    cameras = [torch.tensor([[0.0, -1.0, 0.0]] * 2), torch.tensor([[1.0, 0.0, 0.0]] * 2), None]
+    batches = []
+    hook = pixel_prior.unet.register_forward_hook(
+        lambda m, args, out: batches.append(args[0].shape[0])
+    )
+    try:
+        local_conditioning(
+            pixel_prior, [red, blue, None], empty, region_masks(2, 16, 1), SCALE, cameras
+        )(x_t, t)
+    finally:
+        hook.remove()
+    assert batches == [2 * 3]  # B views x (unconditional + 2 prompts), as without cameras
