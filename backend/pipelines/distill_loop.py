@@ -48,6 +48,14 @@ class LoopState:
     """Total milliseconds in encode + distillation step (U-Net forwards)."""
 
 
+def learning_rate(config: DistillConfig, progress: float) -> float:
+    """The rate at run progress p in [0, 1]: `lr` * (`lr_end` / `lr`) ** p, or `lr` throughout
+    when `lr_end` is None."""
+    if config.lr_end is None:
+        return config.lr
+    return config.lr * (config.lr_end / config.lr) ** progress
+
+
 def distill(
     field: torch.nn.Module,
     prior: DiffusionPrior,
@@ -82,6 +90,8 @@ def distill(
         if should_cancel():
             raise JobCancelled()
         progress = step / max(1, config.steps - 1)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(config, progress)
         cameras, guided_noise = sample_views(step, generator)
         cameras = cameras.to(device)
         b = len(cameras)

@@ -10,7 +10,6 @@ name and the input's world transform.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import torch
 
@@ -19,7 +18,7 @@ from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.edit_region import RegionBox
 from backend.pipelines.edit_source import bad_mesh, read_sources
-from backend.pipelines.presets import EDIT_LR, DistillConfig
+from backend.pipelines.presets import DistillConfig, edit_config
 from backend.pipelines.prompt_guidance import PromptEmbeddings
 from backend.pipelines.shape_edit import edit_shape
 from backend.pipelines.texture_edit import edit_texture
@@ -55,7 +54,7 @@ def edit(
         )
     sources = read_sources(request)
     region = RegionBox.from_request(request.region)
-    config = replace(config, lr=min(config.lr, EDIT_LR))
+    config = edit_config(config)
     torch.manual_seed(request.seed)
     embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
     meshes = []
