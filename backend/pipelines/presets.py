@@ -116,21 +116,20 @@ EDIT_TOTAL_VARIATION = 0.5
 """Highest total-variation weight of an edit: the field starts as the artist's mesh, whose
 sharp edges a generation's smoothing (`CPU_REGULARISERS`) would round off."""
 
+_CPU_RUN = DistillConfig(
+    lr=CPU_LR, lr_end=CPU_LR_END, grid=CPU_START, regularisers=CPU_REGULARISERS
+)
+"""What every CPU preset shares; they differ in steps, resolution and output size."""
+
 _CPU = {
-    "preview": DistillConfig(
-        steps=300, lr=CPU_LR, lr_end=CPU_LR_END, grid=CPU_START, regularisers=CPU_REGULARISERS
-    ),
-    "standard": DistillConfig(
-        steps=400, lr=CPU_LR, lr_end=CPU_LR_END, grid=CPU_START, regularisers=CPU_REGULARISERS
-    ),
-    "high": DistillConfig(
+    "preview": replace(_CPU_RUN, steps=300),
+    "standard": replace(_CPU_RUN, steps=400),
+    "high": replace(
+        _CPU_RUN,
         steps=1000,
         resolution=48,
-        lr=CPU_LR,
-        lr_end=CPU_LR_END,
         render=RenderConfig(32, 32),
         grid=replace(CPU_START, resolution=96),
-        regularisers=CPU_REGULARISERS,
         texture_size=1024,
     ),
 }
