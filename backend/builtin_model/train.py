@@ -5,11 +5,11 @@ diffusers folder layout (model_index.json, unet/, text_encoder/, tokenizer/, sch
 vocabulary.json) from the EMA weights, plus a sample grid (one row per shape, one column per
 colour).
 
-The committed model is two runs on 2 cores (measured: 69 min and 64 min):
+The committed model is two runs on 2 cores (measured: 69 min and 48 min):
 
     python -m backend.builtin_model.train stage1 --text-only             # 6,000 steps
     python -m backend.builtin_model.train tiny-shapes --init-from stage1 \
-        --steps 3000 --lr 1e-3 --seed 1                                  # 3,000 steps
+        --steps 2000 --lr 1e-3 --seed 1                                  # 2,000 steps
 
 The first learns shapes and colours from text alone; the second adds the camera condition
 (`backend.guidance.camera_condition`) on a fresh data set, starting from the first's weights

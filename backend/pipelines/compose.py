@@ -33,7 +33,7 @@ from backend.export.errors import MeshError
 from backend.export.export_field import export_field, to_glb
 from backend.field.composed_field import BoxedObject, ComposedField, SceneFrame
 from backend.field.oriented_box import OrientedBox
-from backend.guidance.camera_condition import camera_condition, condition_in_frame
+from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.local_conditioning import local_conditioning
 from backend.guidance.methods import distillation_method
@@ -216,10 +216,10 @@ def compose(
             for embeddings, box in zip(box_prompts, scene_boxes, strict=True)
         ]
         region_text.append(None if scene_prompt is None else scene_prompt.for_cameras(cameras))
-        # Each box is told the camera in its own frame (c_box = R_yaw^T c); what lies outside
-        # the boxes has no frame of its own, so its camera is unknown.
-        c = camera_condition(cameras.c2w)
-        region_camera = [condition_in_frame(c, box.rotation()) for box in scene_boxes] + [None]
+        # Each box is told the camera in its own frame (axes R_yaw^T a); what lies outside the
+        # boxes has no frame of its own, so its camera is unknown.
+        region_camera = [camera_condition(cameras.c2w, box.rotation()) for box in scene_boxes]
+        region_camera.append(None)
         uncond = box_prompts[0].uncond.expand(len(cameras), -1, -1)
         return local_conditioning(
             prior, region_text, uncond, masks, config.guidance_scale, region_camera

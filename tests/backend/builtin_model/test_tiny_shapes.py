@@ -34,9 +34,9 @@ def test_loads_through_the_plain_diffusers_api_offline(monkeypatch):
         ["a red cube"], padding="max_length", max_length=12, return_tensors="pt"
     ).input_ids
     assert tokenizer.unk_token_id not in ids[0].tolist()
-    # The camera condition (backend.guidance.camera_condition) is the U-Net's class label: the
-    # unit direction from the object toward the camera, here a view from the front-right.
-    camera = torch.nn.functional.normalize(torch.tensor([[1.0, -1.0, 0.5]]), dim=-1)
+    # The camera condition (backend.guidance.camera_condition) is the U-Net's class label:
+    # [sin el, cos el, cos(k az), sin(k az) for k = 1..4], here a view from straight in front.
+    camera = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     with torch.no_grad():
         text = text_encoder(ids).last_hidden_state
         out = unet(
@@ -70,7 +70,7 @@ CASES = [
 ]
 
 SHAPE_GAPS = {
-    "cube": "the preview preset grows a drum: square from the side, round from above (fill ~0.58)",
+    "cube": "the preview preset grows a drum: square from the side, round from above (fill ~0.55)",
 }
 """Shapes the preview preset does not yet reach (measured with the camera-conditioned model;
 see the issue notes). Their colour is still asserted; the shape check calls pytest.xfail only

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from backend.builtin_model.architecture import build_unet
 from backend.field.oriented_box import OrientedBox
 from backend.guidance.camera_condition import (
+    AZIMUTH_HARMONICS,
     CAMERA_CONDITION_DIM,
     accepts_camera,
     camera_condition,
-    condition_in_frame,
 )
 from backend.guidance.vsd import VSD
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
@@ -18,28 +20,71 @@ from backend.render.cameras import CameraSamplingConfig, orbit_cameras, sample_c
 from tests.tiny_priors import tiny_pixel_prior
 
 
-def test_condition_is_the_direction_from_the_target_to_the_camera():
+def _orbit(elevation: list[float], azimuth: list[float]) -> torch.Tensor:
+    """[B, 4, 4] camera-to-world of orbit cameras at these (elevation, azimuth) degrees."""
+    n = len(elevation)
     cameras = orbit_cameras(
-        torch.tensor([0.0, 90.0 - 1e-4, 30.0]),
-        torch.tensor([0.0, 0.0, 90.0]),
-        torch.tensor([1.5, 2.0, 1.8]),
-        torch.tensor([50.0, 50.0, 50.0]),
+        torch.tensor(elevation),
+        torch.tensor(azimuth),
+        torch.full((n,), 1.8),
+        torch.full((n,), 50.0),
+    )
+    return cameras.c2w
+
+
+def _fourier(elevation_deg: float, azimuth_deg: float) -> torch.Tensor:
+    """The condition written out from its definition (module docstring)."""
+    el, az = math.radians(elevation_deg), math.radians(azimuth_deg)
+    k = range(1, AZIMUTH_HARMONICS + 1)
+    return torch.tensor(
+        [math.sin(el), math.cos(el), *(math.cos(i * az) for i in k), *(math.sin(i * az) for i in k)]
+    )
+
+
+def test_condition_is_fourier_features_of_elevation_and_azimuth():
+    cameras = orbit_cameras(
+        torch.tensor([0.0, 89.0, 30.0, 75.0]),
+        torch.tensor([0.0, 20.0, 90.0, -135.0]),
+        torch.tensor([1.5, 2.0, 1.8, 1.6]),
+        torch.full((4,), 50.0),
         target=torch.tensor([0.3, -0.2, 0.1]),
     )
     c = camera_condition(cameras.c2w)
-    s, k = 0.5, 3**0.5 / 2  # sin 30, cos 30
-    expected = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [k, 0.0, s]])
-    assert c.shape == (3, CAMERA_CONDITION_DIM)
-    assert torch.allclose(c, expected, atol=1e-3)
+    assert c.shape == (4, CAMERA_CONDITION_DIM)
+    # from (almost) straight above the azimuth still comes through, from the camera's right axis
+    expected = [_fourier(0, 0), _fourier(89, 20), _fourier(30, 90), _fourier(75, -135)]
+    assert torch.allclose(c, torch.stack(expected), atol=1e-3)
 
 
-def test_sampled_cameras_give_unit_conditions_and_a_zero_matrix_gives_zero():
+def test_condition_tells_azimuths_apart_from_above_as_well_as_from_the_side():
+    # Seen from 80 degrees up, turning the camera by 45 degrees turns a cube's top by 45 degrees
+    # in the image: the condition must change as much as it does for a side view, which the
+    # direction toward the camera alone does not (its horizontal part is cos 80 = 0.17 long).
+    side = camera_condition(_orbit([0.0, 0.0], [0.0, 45.0]))
+    above = camera_condition(_orbit([80.0, 80.0], [0.0, 45.0]))
+    assert torch.allclose((above[0] - above[1]).norm(), (side[0] - side[1]).norm(), atol=1e-4)
+
+
+def test_a_quarter_turn_keeps_the_fourth_harmonic_a_cube_looks_the_same():
+    c = camera_condition(_orbit([30.0, 30.0], [10.0, 100.0]))
+    cos_k, sin_k = c[:, 2 : 2 + AZIMUTH_HARMONICS], c[:, 2 + AZIMUTH_HARMONICS :]
+    k4 = AZIMUTH_HARMONICS - 1
+    assert torch.allclose(cos_k[0, k4], cos_k[1, k4], atol=1e-5)
+    assert torch.allclose(sin_k[0, k4], sin_k[1, k4], atol=1e-5)
+    assert not torch.allclose(cos_k[0, 0], cos_k[1, 0], atol=0.1)  # the first one differs
+
+
+def test_sampled_cameras_give_unit_pairs_and_a_zero_matrix_gives_zero():
     cameras = sample_cameras(16, CameraSamplingConfig(), torch.Generator().manual_seed(0))
     c = camera_condition(cameras.c2w)
-    to_camera = torch.nn.functional.normalize(cameras.position, dim=-1)
-    assert torch.allclose(c.norm(dim=-1), torch.ones(16), atol=1e-5)
-    assert (c * to_camera).sum(-1).min() > 0.95  # centre jitter only tilts it slightly
-    assert torch.equal(camera_condition(torch.zeros(2, 4, 4)), torch.zeros(2, 3))
+    pairs = torch.stack(
+        [c[:, 0:2], *(c[:, 2 + i :: AZIMUTH_HARMONICS][:, :2] for i in range(AZIMUTH_HARMONICS))], 1
+    )
+    assert torch.allclose(pairs.norm(dim=-1), torch.ones(16, 1 + AZIMUTH_HARMONICS), atol=1e-5)
+    elevation = torch.rad2deg(torch.asin(c[:, 0]))
+    assert (elevation - cameras.elevation).abs().max() < 5.0  # centre jitter tilts it slightly
+    zero = camera_condition(torch.zeros(2, 4, 4))
+    assert torch.equal(zero, torch.zeros(2, CAMERA_CONDITION_DIM))
 
 
 def test_builtin_architecture_takes_the_camera_and_starts_as_the_text_only_unet():
@@ -52,7 +97,9 @@ def test_builtin_architecture_takes_the_camera_and_starts_as_the_text_only_unet(
     x, t, text = torch.randn(2, 3, 32, 32), torch.tensor([10, 900]), torch.randn(2, 12, 64)
     with torch.no_grad():
         expected = text_only(x, t, encoder_hidden_states=text).sample
-        got = with_camera(x, t, encoder_hidden_states=text, class_labels=torch.randn(2, 3)).sample
+        got = with_camera(
+            x, t, encoder_hidden_states=text, class_labels=torch.randn(2, CAMERA_CONDITION_DIM)
+        ).sample
     assert torch.allclose(got, expected, atol=1e-6)
 
 
@@ -62,7 +109,10 @@ def test_prior_passes_the_camera_to_a_conditioned_unet_and_none_means_zero():
     torch.nn.init.normal_(prior.unet.class_embedding.linear_2.weight)
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([300, 600])
     text = prior.encode_text(["a red cube"] * 2)
-    up, side = torch.tensor([[0.0, 0.0, 1.0]] * 2), torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    up, side = (
+        camera_condition(_orbit([80.0] * 2, [0.0] * 2)),
+        camera_condition(_orbit([0.0] * 2, [90.0] * 2)),
+    )
     a = prior.predict_noise(x, t, text, up)
     assert not torch.allclose(a, prior.predict_noise(x, t, text, side))
     assert torch.equal(prior.predict_noise(x, t, text), prior.predict_noise(x, t, text, 0 * up))
@@ -73,7 +123,7 @@ def test_a_text_only_prior_ignores_the_camera(pixel_prior):
     text = pixel_prior.encode_text(["a red cube"])
     assert not pixel_prior.camera_conditioned
     assert torch.equal(
-        pixel_prior.predict_noise(x, t, text, torch.ones(1, 3)),
+        pixel_prior.predict_noise(x, t, text, torch.ones(1, CAMERA_CONDITION_DIM)),
         pixel_prior.predict_noise(x, t, text),
     )
 
@@ -106,8 +156,8 @@ def test_vsd_lora_branch_sees_the_same_camera_as_the_pretrained_branch():
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_a_box_turned_90_degrees_sees_a_camera_on_plus_x_from_its_front():
+def test_a_box_turned_90_degrees_sees_a_camera_on_plus_x_as_one_in_front_of_it():
     box = OrientedBox(centre=(0.0, 0.0, 0.0), half_size=(0.2, 0.2, 0.2), yaw_deg=90.0)
-    c = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    expected = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])  # front is -Y; up stays up
-    assert torch.allclose(condition_in_frame(c, box.rotation()), expected, atol=1e-6)
+    on_plus_x = _orbit([30.0, 70.0], [90.0, 90.0])
+    in_front = camera_condition(_orbit([30.0, 70.0], [0.0, 0.0]))  # front is -Y; up stays up
+    assert torch.allclose(camera_condition(on_plus_x, box.rotation()), in_front, atol=1e-5)

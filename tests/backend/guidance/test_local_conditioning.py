@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 from backend.guidance.local_conditioning import local_conditioning, resize_masks
 from tests.tiny_priors import tiny_pixel_prior
 
@@ -105,7 +106,10 @@ def test_each_region_is_guided_with_its_own_camera():
     torch.nn.init.normal_(prior.unet.class_embedding.linear_2.weight)
     x_t, t, red, blue, _, empty = setting(prior)
     masks = region_masks(2, 16, cell=1)
-    front, side = torch.tensor([[0.0, -1.0, 0.0]] * 2), torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    # two different camera conditions, one per region
+    front, side = torch.randn(
+        2, 2, CAMERA_CONDITION_DIM, generator=torch.Generator().manual_seed(3)
+    ).unbind(0)
     eps_hat = local_conditioning(
         prior, [red, blue, None], empty, masks, SCALE, [front, side, None]
     )(x_t, t)
