@@ -27,13 +27,11 @@ def _text_encoder(vocab_size: int, max_tokens: int) -> CLIPTextModel:
     )
 
 
-def _unet(sample_size: int, channels: int, camera: bool = False) -> UNet2DConditionModel:
+def tiny_unet(sample_size: int, channels: int, camera_dim: int = 0) -> UNet2DConditionModel:
+    """A 2-level U-Net; camera_dim > 0: it takes a class label of that many numbers."""
     camera_kwargs = (
-        {
-            "class_embed_type": "projection",
-            "projection_class_embeddings_input_dim": CAMERA_CONDITION_DIM,
-        }
-        if camera
+        {"class_embed_type": "projection", "projection_class_embeddings_input_dim": camera_dim}
+        if camera_dim
         else {}
     )
     return UNet2DConditionModel(
@@ -59,7 +57,7 @@ def tiny_pixel_prior(
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     return DiffusionPrior.from_components(
-        _unet(16, 3, camera_conditioned),
+        tiny_unet(16, 3, CAMERA_CONDITION_DIM if camera_conditioned else 0),
         DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type),
         _text_encoder(len(tokenizer), tokenizer.model_max_length),
         tokenizer,
@@ -82,7 +80,7 @@ def tiny_latent_prior(seed: int = 0) -> DiffusionPrior:
         sample_size=32,
     )
     return DiffusionPrior.from_components(
-        _unet(16, 4),
+        tiny_unet(16, 4),
         DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear"),
         _text_encoder(len(tokenizer), tokenizer.model_max_length),
         tokenizer,

@@ -129,6 +129,14 @@ class DiffusionPrior:
         dtype=torch.float32,
     ) -> DiffusionPrior:
         """Wrap already-built components (tests build tiny ones from config)."""
+        config = getattr(unet, "config", None)
+        if getattr(config, "class_embed_type", None) == "projection" and not accepts_camera(unet):
+            width = getattr(config, "projection_class_embeddings_input_dim", None)
+            raise ValueError(
+                f"model: its U-Net takes a class label of {width} numbers, not the "
+                f"{CAMERA_CONDITION_DIM}-number camera condition of this BoxDream "
+                "(backend/guidance/camera_condition.py); retrain it, or use the shipped tiny-shapes"
+            )
         device = torch.device(device)
         modules = [m for m in (unet, text_encoder, vae) if m is not None]
         for module in modules:
@@ -223,8 +231,9 @@ class DiffusionPrior:
         camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The U-Net's own prediction (eps, v or x_0 per `prediction_type`) for [B, C, h, w]
-        x_t, [B] t, [B, L, D] text and [B, 3] camera conditions c (None: unknown, c = 0; a
-        U-Net without camera conditioning ignores them); a learned-variance half is dropped."""
+        x_t, [B] t, [B, L, D] text and [B, CAMERA_CONDITION_DIM] camera conditions c (None:
+        unknown, c = 0; a U-Net without camera conditioning ignores them); a learned-variance
+        half is dropped."""
         extra = {}
         if self.camera_conditioned:
             if camera is None:

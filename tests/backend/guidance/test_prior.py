@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.guidance.prior import DiffusionPrior, resolve_model
-from tests.tiny_priors import tiny_pixel_prior
+from tests.tiny_priors import tiny_pixel_prior, tiny_unet
 
 
 def _save(prior: DiffusionPrior, folder) -> None:
@@ -44,6 +44,15 @@ def test_load_from_a_local_folder_offline(tmp_path, monkeypatch):
 def test_missing_model_names_the_field(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"model: cannot read model_index\.json"):
         DiffusionPrior.load(str(tmp_path / "nowhere"))
+
+
+def test_a_unet_with_another_camera_label_width_is_refused_by_name():
+    # e.g. a tiny-shapes trained with the earlier 3-number condition (the direction to the camera)
+    stale = tiny_pixel_prior()
+    with pytest.raises(ValueError, match=r"model: its U-Net takes a class label of 3 numbers"):
+        DiffusionPrior.from_components(
+            tiny_unet(16, 3, camera_dim=3), stale.scheduler, stale.text_encoder, stale.tokenizer
+        )
 
 
 def test_builtin_name_resolves_to_the_package_folder():
