@@ -113,7 +113,7 @@ def render_batch(
     rng: random.Random,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Render len(colour_names) images of one shape -> ([B, 3, H, W] in [0, 1], captions,
-    [B, 3] camera conditions)."""
+    [B, CAMERA_CONDITION_DIM] camera conditions)."""
     b, res = len(colour_names), cfg.resolution
     cameras = sample_cameras(b, CameraSamplingConfig(), generator)
     # Shuffle the stratified azimuths so each image gets an independent view.
@@ -170,8 +170,9 @@ def render_batch(
 def build_dataset(
     count: int, seed: int, cfg: DatasetConfig = DatasetConfig(), batch: int = 256
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """Render `count` images (uint8 [N, 3, H, W]), captions and camera conditions ([N, 3]),
-    balanced over shapes, colours at random; reproducible from `seed`."""
+    """Render `count` images (uint8 [N, 3, H, W]), captions and camera conditions
+    ([N, CAMERA_CONDITION_DIM]), balanced over shapes, colours at random; reproducible from
+    `seed`."""
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     images, captions, conditions = [], [], []

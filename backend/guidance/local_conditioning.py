@@ -52,11 +52,12 @@ def local_conditioning(
         uncond: [B, L, D] embeddings of the unconditional (negative) prompt.
         masks: [B, P, H, W] ownership masks m_i at any resolution.
         guidance_scale: s.
-        region_camera: for a camera-conditioned prior, P entries, each [B, 3] camera conditions
-            c_i of the views in region i's own frame (a rotated box sees the camera turned by
-            its yaw), or None for "unknown". Each region's two predictions then use its c_i,
-            so the unconditional one is made once per region. None, or a prior without camera
-            input: one shared unconditional prediction (the paper's formula, 1 + P' rows).
+        region_camera: for a camera-conditioned prior, P entries, each
+            [B, CAMERA_CONDITION_DIM] camera conditions c_i of the views in region i's own frame
+            (a rotated box sees the camera turned by its yaw), or None for "unknown". Each
+            region's two predictions then use its c_i, so the unconditional one is made once per
+            region. None, or a prior without camera input: one shared unconditional
+            prediction (the paper's formula, 1 + P' rows).
     """
     if masks.shape[1] != len(region_text):
         raise ValueError(f"masks: {masks.shape[1]} channels for {len(region_text)} regions")
@@ -83,7 +84,7 @@ def local_conditioning(
     text_batch = torch.cat([text for text, _ in rows])  # [K B, L, D]
     camera_batch = torch.cat(
         [unknown if camera is None else camera.to(uncond.device) for _, camera in rows]
-    )  # [K B, 3]
+    )  # [K B, CAMERA_CONDITION_DIM]
 
     def guided_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         k = len(rows)

@@ -268,8 +268,8 @@ class DiffusionPrior:
         text: torch.Tensor,
         camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """eps_hat(x_t, t, y, c) for [B, C, h, w] x_t, [B] t, [B, L, D] text, [B, 3] camera
-        conditions or None (no guidance)."""
+        """eps_hat(x_t, t, y, c) for [B, C, h, w] x_t, [B] t, [B, L, D] text and
+        [B, CAMERA_CONDITION_DIM] camera conditions or None (unknown)."""
         out = self.model_output(x_t, t, text, camera)
         prediction = self.scheduler.config.prediction_type
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(out.dtype)
@@ -293,8 +293,8 @@ class DiffusionPrior:
     ) -> torch.Tensor:
         """Classifier-free guided eps (formula in the module docstring), one batched forward.
 
-        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D]; camera: [B, 3] conditions c or
-        None. Both branches see the camera: guidance moves along the text only.
+        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D]; camera: [B, CAMERA_CONDITION_DIM]
+        conditions c or None. Both branches see the camera: guidance moves along the text only.
         """
         eps = self.predict_noise(
             torch.cat([x_t, x_t]),
