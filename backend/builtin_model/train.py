@@ -5,7 +5,8 @@ diffusers folder layout (model_index.json, unet/, text_encoder/, tokenizer/, sch
 vocabulary.json) from the EMA weights, plus a sample grid (one row per shape, one column per
 colour).
 
-The committed model is two runs on 2 cores (measured: 69 min and 48 min):
+The committed model is two runs on 2 cores (measured: 69 min and 48 min; the first re-ran at
+1.1 s per step on 2026-12-01, about 110 min):
 
     python -m backend.builtin_model.train stage1 --text-only             # 6,000 steps
     python -m backend.builtin_model.train tiny-shapes --init-from stage1 \
