@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, replace
 
+from backend.builtin_model.dataset import TRAINING_CAMERAS
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
 from backend.pipelines.catalogue import METHODS, PRESETS
@@ -117,9 +118,15 @@ EDIT_TOTAL_VARIATION = 0.5
 sharp edges a generation's smoothing (`CPU_REGULARISERS`) would round off."""
 
 _CPU_RUN = DistillConfig(
-    lr=CPU_LR, lr_end=CPU_LR_END, grid=CPU_START, regularisers=CPU_REGULARISERS
+    lr=CPU_LR,
+    lr_end=CPU_LR_END,
+    grid=CPU_START,
+    regularisers=CPU_REGULARISERS,
+    cameras=TRAINING_CAMERAS,
 )
-"""What every CPU preset shares; they differ in steps, resolution and output size."""
+"""What every CPU preset shares; they differ in steps, resolution and output size. The cameras
+are the ones `tiny-shapes` was trained with (one distance, one field of view), so that the
+prior judges views whose framing it knows."""
 
 _CPU = {
     "preview": replace(_CPU_RUN, steps=300),

@@ -468,9 +468,11 @@ class PausableProxy:
                 break
 
 
-def outage(address: str, hold_from_s: float, hold_for_s: float) -> dict:
-    """Generate through a proxy that holds all traffic for a while mid-job: the job goes
-    "waiting" within seconds and resumes (and finishes) when traffic flows again."""
+def outage(address: str, hold_after_s: float, hold_for_s: float) -> dict:
+    """Generate through a proxy that holds all traffic for a while mid-job, from `hold_after_s`
+    after the job's first event (a fixed time from the start would miss a job that a fast
+    machine finishes first): the job goes "waiting" within seconds and resumes (and finishes)
+    when traffic flows again. Reports when the hold began (`held_at`, seconds from the start)."""
     import threading
 
     enable_addon()
@@ -479,17 +481,23 @@ def outage(address: str, hold_from_s: float, hold_for_s: float) -> dict:
     prefs.give_up_s = 600.0
     session = addon("session")
     seen: list[tuple[float, str]] = []
+    job_started = threading.Event()
+    held_at: list[float] = []
     start = time.monotonic()
     apply = session.SESSION._apply
 
     def recording_apply(context: Any, notice: Any) -> None:
         seen.append((time.monotonic() - start, type(notice).__name__))
+        if type(notice).__name__ == "JobEvent":
+            job_started.set()
         apply(context, notice)
 
     session.SESSION._apply = recording_apply
 
     def hold() -> None:
-        time.sleep(hold_from_s)
+        job_started.wait()
+        time.sleep(hold_after_s)
+        held_at.append(time.monotonic() - start)
         proxy.flowing.clear()
         time.sleep(hold_for_s)
         proxy.flowing.set()
@@ -497,4 +505,4 @@ def outage(address: str, hold_from_s: float, hold_for_s: float) -> dict:
     threading.Thread(target=hold, daemon=True).start()
     bpy.context.scene.boxdream.prompt = "a green cube"
     outcome = _run_operator(bpy.ops.boxdream.generate)
-    return {"outcome": outcome, "notices": seen, "jobs": _jobs()}
+    return {"outcome": outcome, "notices": seen, "jobs": _jobs(), "held_at": held_at}

@@ -75,18 +75,19 @@ def test_edit_selected_keeps_the_source_transform(run_scenario, backend_server: 
 
 def test_job_survives_an_outage(run_scenario, backend_server: str) -> None:
     """Traffic held for 8 s mid-job: reported as waiting within seconds, then resumed."""
-    hold_from, hold_for = 4.0, 8.0
+    hold_after, hold_for = 0.2, 8.0
     seen = run_scenario(
         "outage",
         address=backend_server,
-        hold_from_s=hold_from,
+        hold_after_s=hold_after,
         hold_for_s=hold_for,
         timeout_s=SCENARIO_TIMEOUT_S,
     )
     assert seen["outcome"]["outcome"] == ["FINISHED"], seen["outcome"]
     _done(seen["jobs"])
+    (held_at,) = seen["held_at"]
     waiting = [t for t, kind in seen["notices"] if kind == "JobWaiting"]
     assert waiting, seen["notices"]
-    assert hold_from < waiting[0] < hold_from + 6.0
+    assert held_at < waiting[0] < held_at + 6.0
     connected_again = [t for t, kind in seen["notices"] if kind == "Connected" and t > waiting[0]]
-    assert connected_again and connected_again[0] >= hold_from + hold_for - 0.5
+    assert connected_again and connected_again[0] >= held_at + hold_for - 0.5

@@ -1,9 +1,11 @@
-"""Presets: CPU runs decay their rate and smooth the grid; edits keep the artist's surface."""
+"""Presets: CPU runs decay their rate, smooth the grid and frame views as the built-in model was
+trained; edits keep the artist's surface."""
 
 from __future__ import annotations
 
 import pytest
 
+from backend.builtin_model.dataset import DatasetConfig
 from backend.pipelines.presets import (
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
@@ -17,6 +19,22 @@ def test_cpu_presets_decay_the_rate_and_smooth_the_grid(preset):
     config = preset_config(preset, "sds", on_gpu=False)
     assert config.lr_end is not None and config.lr_end < config.lr
     assert config.regularisers.total_variation >= 10.0
+
+
+@pytest.mark.parametrize("preset", ["preview", "standard", "high"])
+@pytest.mark.parametrize("method", ["sds", "vsd", "sjc"])
+def test_cpu_presets_frame_views_as_the_builtin_model_was_trained(preset, method):
+    cameras = preset_config(preset, method, on_gpu=False).cameras
+    trained = DatasetConfig().cameras
+    assert cameras.distance_range == trained.distance_range
+    assert cameras.fovy_range_deg == trained.fovy_range_deg
+    assert cameras.elevation_range_deg == trained.elevation_range_deg
+
+
+def test_gpu_presets_keep_random_framing_for_stable_diffusion():
+    cameras = preset_config("preview", "sds", on_gpu=True).cameras
+    assert cameras.distance_range[0] < cameras.distance_range[1]
+    assert cameras.fovy_range_deg[0] < cameras.fovy_range_deg[1]
 
 
 @pytest.mark.parametrize("on_gpu", [False, True])
