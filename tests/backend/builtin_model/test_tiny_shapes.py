@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
@@ -13,6 +12,7 @@ from transformers import AutoTokenizer, CLIPTextModel
 from backend.builtin_model import vocabulary
 from backend.builtin_model.dataset import DatasetConfig, render_batch
 from backend.export.glb import read_glb
+from backend.field.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.prior import DiffusionPrior, builtin_model_path
 from backend.pipelines.generate import generate
@@ -68,10 +68,8 @@ def _error_turned(prior: DiffusionPrior, shape: str, turn_deg: float) -> float:
     )
     top = cameras.elevation > 58.0
     x0, c2w = images[top] * 2 - 1, cameras.c2w[top]
-    a = math.radians(turn_deg)
-    turn = torch.tensor(
-        [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0, 0, 1]]
-    )
+    # The label a box turned by `turn_deg` would give these cameras (as compose passes it).
+    turn = OrientedBox((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), turn_deg).rotation()
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     t = torch.full((len(x0),), 600)
     x_t = prior.add_noise(x0, noise, t)
