@@ -6,23 +6,12 @@ that box plus a margin and runs marching cubes (scikit-image) on it. The fine gr
 with one layer of empty samples, so the surface is closed even where the object touches the
 cube's faces.
 
-The automatic iso-level ("auto"):
-
-    t = clip(mean(sigma[sigma > eps]), low * max(sigma), high * max(sigma))
-
-over the coarse samples. The inner term is threestudio's "auto" rule (eps = 1e-5): it follows the
-field's scale, so a young soft blob (peak ~10) and a trained field (peak in the hundreds) both
-get a level inside their range. The mean alone fails both ways: a blob's long, faint tail fills
-most of the cube and drags the mean toward zero, which would mesh the haze around the object;
-a field that fills most of the cube pushes it toward the peak, which would shrink the object.
-The clip keeps the level between 5 % and 50 % of the peak density. For threestudio's start blob
-`softplus(10 * (1 - |x| / 0.5))` (peak ~9.5) this gives t ~0.47 and a sphere of radius ~0.525;
-for a sharp sphere `k * sigmoid((r0 - |x|) / s)` it gives t ~0.47 k and radius ~r0.
+The iso-level rules ("silhouette", the default, and threestudio's "auto") are in
+`backend.export.iso_level`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -32,6 +21,7 @@ import torch
 from skimage import measure
 
 from backend.export.errors import MeshError
+from backend.export.iso_level import auto_threshold, check_not_empty, silhouette_threshold
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 """points [N, 3] float32 -> density [N]."""
@@ -46,12 +36,18 @@ class MarchingConfig:
     fine_resolution: int = 128
     """Samples along the longest side of the object's box in the second pass; the other sides
     get about the same spacing (near-cubic voxels)."""
-    threshold: float | Literal["auto"] = "auto"
-    """Iso-level on the density, or "auto" (see the module docstring)."""
+    threshold: float | Literal["silhouette", "auto"] = "silhouette"
+    """Iso-level on the density, or a rule of `backend.export.iso_level`: "silhouette" (the
+    surface outlines what renders of the field show) or "auto" (threestudio's)."""
     auto_eps: float = 1e-5
-    """Densities above this count toward the mean of the "auto" level (threestudio's eps)."""
+    """Densities above this count toward the mean of the "auto" level (threestudio's eps); a
+    field whose peak is not above it is empty."""
     auto_clip: tuple[float, float] = (0.05, 0.5)
     """The "auto" level is clipped to these fractions of the peak coarse density."""
+    silhouette_search: tuple[float, float] = (0.01, 0.9)
+    """The "silhouette" level is searched between these fractions of the peak coarse density."""
+    silhouette_candidates: int = 48
+    """Levels tried by the "silhouette" rule (geometric spacing)."""
     margin: float = 0.1
     """The fine box is the coarse object box grown by this fraction of its size on each side
     (clipped to the cube)."""
@@ -61,13 +57,21 @@ class MarchingConfig:
     def __post_init__(self) -> None:
         if self.coarse_resolution < 8 or self.fine_resolution < 8:
             raise ValueError("marching resolutions must be at least 8")
-        if self.threshold != "auto" and not (
+        if self.threshold not in ("silhouette", "auto") and not (
             isinstance(self.threshold, int | float) and self.threshold > 0
         ):
-            raise ValueError(f'threshold must be "auto" or > 0, got {self.threshold!r}')
+            raise ValueError(
+                f'threshold must be "silhouette", "auto" or > 0, got {self.threshold!r}'
+            )
         low, high = self.auto_clip
         if not 0 < low <= high < 1:
             raise ValueError(f"auto_clip must satisfy 0 < low <= high < 1, got {self.auto_clip}")
+        low, high = self.silhouette_search
+        if not 0 < low < high < 1 or self.silhouette_candidates < 2:
+            raise ValueError(
+                "silhouette_search must satisfy 0 < low < high < 1 and silhouette_candidates "
+                f"must be >= 2, got {self.silhouette_search} and {self.silhouette_candidates}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,16 +123,6 @@ def sample_grid(
     return values.reshape(nx, ny, nz)
 
 
-def auto_threshold(densities: np.ndarray, eps: float, clip: tuple[float, float]) -> float:
-    """The "auto" iso-level of the module docstring for densities of any shape."""
-    peak = float(densities.max())
-    if not math.isfinite(peak) or peak <= eps:
-        raise MeshError(f"the field is empty: its largest density is {peak:.3g}", "density")
-    mean_occupied = float(densities[densities > eps].mean())
-    low, high = clip
-    return min(max(mean_occupied, low * peak), high * peak)
-
-
 def object_box(
     densities: np.ndarray,
     threshold: float,
@@ -170,6 +164,9 @@ def marching_cubes(
         raise MeshError("the field returned NaN or infinite densities", "density")
     if config.threshold == "auto":
         threshold = auto_threshold(coarse, config.auto_eps, config.auto_clip)
+    elif config.threshold == "silhouette":
+        # The box holds all but the faintest haze; the level is chosen on the finer grid.
+        threshold = config.silhouette_search[0] * check_not_empty(coarse, config.auto_eps)
     else:
         threshold = float(config.threshold)
     box_min, box_max = object_box(coarse, threshold, cube_min, cube_max, config.margin)
@@ -182,6 +179,17 @@ def marching_cubes(
     fine = sample_grid(density_fn, box_min, box_max, shape, config.chunk_size, device)
     if not np.isfinite(fine).all():
         raise MeshError("the field returned NaN or infinite densities", "density")
+
+    step = extent / (np.array(shape) - 1)
+    if config.threshold == "silhouette":
+        level = silhouette_threshold(
+            fine, step, config.silhouette_search, config.silhouette_candidates, config.auto_eps
+        )
+        threshold = (
+            level
+            if level is not None
+            else auto_threshold(coarse, config.auto_eps, config.auto_clip)
+        )
 
     # One layer of zero density (below any level > 0) around the grid closes the surface where
     # the object meets the box; it shifts the grid origin by one step.

@@ -72,7 +72,8 @@ def texel_samples(
 
     vertices [V, 3], faces [F, 3], uvs [V, 2] (per vertex, convention in the module docstring)
     -> TexelSamples. A texel whose centre lies on an edge shared by two triangles goes to the
-    lower face index. Triangles with zero UV area are skipped.
+    lower face index. A face that holds no texel centre (a sliver, or zero UV area) gets the
+    texel under its UV centroid if that texel is free.
     """
     height, width = _image_size(size)
     vertices = np.asarray(vertices, dtype=np.float64)
@@ -144,6 +145,23 @@ def texel_samples(
     face_ids = face_ids[first_hit]
     bary = np.clip(bary[first_hit], 0.0, 1.0)
     bary /= bary.sum(axis=1, keepdims=True)
+
+    # A sliver thinner than a texel may hold no texel centre; it still gets the texel under its
+    # UV centroid when no other face has that texel, so its colour is baked there instead of
+    # being dilated in from whichever chart lies nearest.
+    has_texel = np.zeros(len(faces), dtype=bool)
+    has_texel[face_ids] = True
+    slivers = np.flatnonzero(~has_texel)
+    sliver_texels = np.clip(np.round(py[slivers].mean(axis=1)), 0, height - 1).astype(
+        np.int64
+    ) * width + np.clip(np.round(px[slivers].mean(axis=1)), 0, width - 1).astype(np.int64)
+    sliver_texels, first_sliver = np.unique(sliver_texels, return_index=True)
+    free = ~np.isin(sliver_texels, texels)
+    texels = np.concatenate([texels, sliver_texels[free]])
+    face_ids = np.concatenate([face_ids, slivers[first_sliver[free]]])
+    bary = np.concatenate([bary, np.full((int(free.sum()), 3), 1.0 / 3.0)])
+    order = np.argsort(texels)
+    texels, face_ids, bary = texels[order], face_ids[order], bary[order]
     points = np.einsum("tk,tkd->td", bary, vertices[faces[face_ids]])
     return TexelSamples(
         rows=texels // width,

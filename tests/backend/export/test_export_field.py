@@ -102,7 +102,9 @@ def test_module_fields_satisfy_the_protocol_and_need_no_grad():
     assert isinstance(field, ExportableField)
     assert isinstance(SphereField(), ExportableField)
     assert field_device(field) == torch.device("cpu")
-    mesh = export_field(field, _SMALL, face_budget=300, texture_size=32)
+    # At half the peak density the surface is the sphere |x| = 0.4, whatever the level rules.
+    config = ExportConfig(marching=MarchingConfig(32, 32, threshold=15.0))
+    mesh = export_field(field, config, face_budget=300, texture_size=32)
     assert np.linalg.norm(mesh.vertices, axis=1).mean() == pytest.approx(0.4, rel=0.03)
     assert field.radius.grad is None
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,8 @@ import trimesh
 from export_shapes import SphereField
 
 from backend.export.errors import MeshError
-from backend.export.marching import MarchingConfig, auto_threshold, marching_cubes, sample_grid
+from backend.export.iso_level import auto_threshold
+from backend.export.marching import MarchingConfig, marching_cubes, sample_grid
 
 
 def test_sphere_is_closed_outward_and_has_the_right_radius(sphere_field):
@@ -34,7 +37,7 @@ def test_auto_threshold_scales_with_the_field():
     def blob(scale):
         return lambda p: scale * torch.nn.functional.softplus(10 * (1 - p.norm(dim=-1) / 0.5))
 
-    config = MarchingConfig(coarse_resolution=32, fine_resolution=32)
+    config = MarchingConfig(coarse_resolution=32, fine_resolution=32, threshold="auto")
     radii = []
     for scale in (1.0, 3.0):
         surface = marching_cubes(blob(scale), 1.0, config)
@@ -42,6 +45,32 @@ def test_auto_threshold_scales_with_the_field():
         assert 0.04 * 10 * scale < surface.threshold < 0.5 * 10 * scale
     assert radii[0] == pytest.approx(radii[1], abs=1e-3)
     assert 0.45 < radii[0] < 0.56
+
+
+@pytest.mark.parametrize(("peak", "width"), [(50.0, 0.2), (200.0, 0.1), (10.0, 0.25)])
+def test_silhouette_level_outlines_what_a_render_shows(peak, width):
+    # A Gaussian blob sigma = k exp(-r^2 / 2w^2) is seen (opacity 1 - exp(-line integral)
+    # above 0.5) out to rho = w sqrt(2 ln(k sqrt(2 pi) w / ln 2)): the mesh must have that
+    # radius. threestudio's "auto" level misses it by 8-17 %, outward or inward.
+    def blob(p):
+        return peak * torch.exp(-p.pow(2).sum(-1) / (2 * width**2))
+
+    seen = width * np.sqrt(2 * np.log(peak * np.sqrt(2 * np.pi) * width / np.log(2)))
+    surface = marching_cubes(blob, 1.0, MarchingConfig())
+    assert np.linalg.norm(surface.vertices, axis=1).mean() == pytest.approx(seen, rel=0.01)
+    auto = marching_cubes(blob, 1.0, MarchingConfig(threshold="auto"))
+    assert np.linalg.norm(auto.vertices, axis=1).mean() != pytest.approx(seen, rel=0.05)
+
+
+def test_a_haze_no_ray_sees_falls_back_to_the_auto_level():
+    # Density 0.3 in a ball of radius 0.5: no line integral reaches ln 2 (opacity 0.5).
+    def haze(p):
+        return 0.3 * torch.sigmoid((0.5 - p.norm(dim=-1)) / 0.02)
+
+    config = MarchingConfig(32, 32)
+    surface = marching_cubes(haze, 1.0, config)
+    auto = marching_cubes(haze, 1.0, replace(config, threshold="auto"))
+    assert surface.threshold == auto.threshold
 
 
 def test_auto_threshold_is_the_clipped_mean_of_occupied_values():
@@ -98,3 +127,7 @@ def test_config_rejects_bad_values():
         MarchingConfig(threshold=-1.0)
     with pytest.raises(ValueError):
         MarchingConfig(auto_clip=(0.5, 0.1))
+    with pytest.raises(ValueError, match="silhouette_search"):
+        MarchingConfig(silhouette_search=(0.5, 0.5))
+    with pytest.raises(ValueError, match="silhouette"):
+        MarchingConfig(threshold="mean")

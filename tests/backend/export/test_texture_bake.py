@@ -57,9 +57,37 @@ def test_fill_gutters_grows_by_the_padding_width():
     assert filled is not image and image[0, 0, 0] == 0.5
 
 
-def test_zero_area_uv_triangles_cover_nothing():
+def test_zero_area_uv_triangles_share_the_texel_under_their_point():
+    # Both faces collapse onto uv (0.5, 0.5), pixel (7.5, 7.5): one texel, to the lower face.
     uvs = np.array([[0.5, 0.5]] * 4)
     samples = texel_samples(SQUARE_V, SQUARE_F, uvs, 16)
-    assert len(samples.rows) == 0
+    assert samples.face_ids.tolist() == [0]
+    assert (samples.rows.tolist(), samples.cols.tolist()) == ([8], [8])
     with pytest.raises(ValueError):
         texel_samples(SQUARE_V, SQUARE_F, SQUARE_UV, 0)
+
+
+def test_a_sliver_between_texel_centres_bakes_its_own_colour():
+    # A red face that fills the left half of the texture, and a blue sliver 0.4 texels tall
+    # (between two rows of texel centres) in the right half, 3 texels from the red chart.
+    vertices = np.array(
+        [[0, 0, 0], [0.4, 0, 0], [0, 1, 0], [2, 0, 0], [3, 0, 0], [2.5, 0.05, 0]], dtype=float
+    )
+    faces = np.array([[0, 1, 2], [3, 4, 5]])
+    v_mid = 1.0 - 8.0 / 16  # the boundary between rows 7 and 8 of a 16-texel image
+    uvs = np.array(
+        [[0.0, 0.0], [0.45, 0.0], [0.0, 1.0], [0.6, v_mid - 0.0125], [0.95, v_mid - 0.0125],
+         [0.8, v_mid + 0.0125]]
+    )  # fmt: skip
+    baked = bake_texture(
+        vertices,
+        faces,
+        uvs,
+        lambda p: torch.where(p[:, :1] < 1.0, torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])),
+        size=16,
+        padding=4,
+    )
+    centroid = uvs[3:].mean(axis=0)
+    row, col = round((1.0 - centroid[1]) * 16 - 0.5), round(centroid[0] * 16 - 0.5)
+    assert baked.mask[row, col]
+    assert np.allclose(baked.image[row, col], [0.0, 0.0, 1.0])
