@@ -1,13 +1,13 @@
 """Density field → triangle mesh by marching cubes, in two passes.
 
-Pass 1 samples a coarse grid over the whole cube [-bound, bound]^3; it chooses the iso-level
-(unless one is given) and finds the box that holds the object. Pass 2 samples a fine grid over
-that box plus a margin and runs marching cubes (scikit-image) on it. The fine grid is padded
-with one layer of empty samples, so the surface is closed even where the object touches the
-cube's faces.
+Pass 1 samples a coarse grid over the whole cube [-bound, bound]^3 and finds the box that
+holds the object. Pass 2 samples a fine grid over that box plus a margin and runs marching cubes
+(scikit-image) on it. The fine grid is padded with one layer of empty samples, so the surface is
+closed even where the object touches the cube's faces.
 
-The iso-level rules ("silhouette", the default, and threestudio's "auto") are in
-`backend.export.iso_level`.
+The iso-level is given, or chosen by a rule of `backend.export.iso_level`: "silhouette" (the
+default) on the fine grid, with the box taken around everything above its lowest candidate
+level; threestudio's "auto" on the coarse grid, with the box taken at that level.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def marching_cubes(
     cube_min = np.full(3, -bound, dtype=np.float64)
     cube_max = np.full(3, bound, dtype=np.float64)
 
-    # Pass 1: coarse grid over the whole cube -> iso-level and object box.
+    # Pass 1: coarse grid over the whole cube -> object box (and the "auto" level).
     n = config.coarse_resolution
     coarse = sample_grid(density_fn, cube_min, cube_max, (n, n, n), config.chunk_size, device)
     if not np.isfinite(coarse).all():
