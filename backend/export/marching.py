@@ -45,7 +45,8 @@ class MarchingConfig:
     auto_clip: tuple[float, float] = (0.05, 0.5)
     """The "auto" level is clipped to these fractions of the peak coarse density."""
     silhouette_search: tuple[float, float] = (0.01, 0.9)
-    """The "silhouette" level is searched between these fractions of the peak coarse density."""
+    """The "silhouette" level is searched between these fractions of the peak density; the
+    lower one also bounds the object box of pass 1."""
     silhouette_candidates: int = 48
     """Levels tried by the "silhouette" rule (geometric spacing)."""
     margin: float = 0.1
@@ -193,7 +194,6 @@ def marching_cubes(
 
     # One layer of zero density (below any level > 0) around the grid closes the surface where
     # the object meets the box; it shifts the grid origin by one step.
-    step = extent / (np.array(shape) - 1)
     padded = np.pad(fine, 1, mode="constant", constant_values=0.0)
     vertices, faces, _, _ = measure.marching_cubes(
         padded, level=threshold, spacing=tuple(step), allow_degenerate=False

@@ -38,7 +38,7 @@ class TexelSamples:
     cols: np.ndarray
     """[T] int64 image column."""
     face_ids: np.ndarray
-    """[T] int64 face the texel centre falls in."""
+    """[T] int64 face the texel centre falls in (or the sliver face the texel was given)."""
     barycentric: np.ndarray
     """[T, 3] float64 weights of the face's three corners."""
     points: np.ndarray
@@ -52,7 +52,8 @@ class BakedTexture:
     image: np.ndarray
     """[H, W, 3] float32 in [0, 1], gutters filled."""
     mask: np.ndarray
-    """[H, W] bool: texels whose centre lies inside a UV triangle (before filling)."""
+    """[H, W] bool: texels the mesh covers (centre inside a UV triangle, or a sliver's centroid
+    texel), before filling."""
 
 
 def _image_size(size: int | tuple[int, int]) -> tuple[int, int]:
