@@ -20,7 +20,10 @@ def make_method(name: str, prior: DiffusionPrior, config: DistillConfig) -> Dist
     `distillation_method`.
     """
     if name == "sds":
-        return SDS(prior, SDSConfig(guidance_scale=config.guidance_scale))
+        return SDS(
+            prior,
+            SDSConfig(guidance_scale=config.guidance_scale, interval=config.guidance_interval),
+        )
     if name == "vsd":
         return VSD(prior, VSDConfig(guidance_scale=config.guidance_scale))
     if name == "sjc":

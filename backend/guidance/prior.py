@@ -288,13 +288,15 @@ class DiffusionPrior:
         t: torch.Tensor,
         cond: torch.Tensor,
         uncond: torch.Tensor,
-        guidance_scale: float,
+        guidance_scale: float | torch.Tensor,
         camera: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Classifier-free guided eps (formula in the module docstring), one batched forward.
 
-        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D]; camera: [B, CAMERA_CONDITION_DIM]
-        conditions c or None. Both branches see the camera: guidance moves along the text only.
+        x_t: [B, C, h, w]; t: [B]; cond, uncond: [B, L, D]; guidance_scale: s, or one per
+        sample [B, 1, 1, 1] (`backend.guidance.guidance_interval`); camera:
+        [B, CAMERA_CONDITION_DIM] conditions c or None. Both branches see the camera: guidance
+        moves along the text only.
         """
         eps = self.predict_noise(
             torch.cat([x_t, x_t]),

@@ -21,6 +21,7 @@ from backend.guidance.distillation import (
     timesteps_for,
     weight_of,
 )
+from backend.guidance.guidance_interval import GuidanceInterval, interval_at
 from backend.guidance.prior import DiffusionPrior
 
 
@@ -36,6 +37,9 @@ class SDSConfig:
     """w(t)."""
     grad_clip: float | None = None
     """Elementwise clamp of w(t)(eps_hat - eps); None for no clamp."""
+    interval: GuidanceInterval | None = None
+    """The guidance interval the guided noise follows; where it is active, its `low_weight`
+    multiplies w(t) below `t_start` (None: w(t) as it is)."""
 
 
 def sds_gradient(
@@ -45,12 +49,17 @@ def sds_gradient(
     t: torch.Tensor,
     noise: torch.Tensor,
     config: SDSConfig,
+    interval: GuidanceInterval | None = None,
 ) -> torch.Tensor:
-    """w(t) (eps_hat(x_t, t) - eps) for given t [B] and eps [B, C, h, w] (no grad)."""
+    """w(t) (eps_hat(x_t, t) - eps) for given t [B] and eps [B, C, h, w] (no grad); w(t) times
+    the interval's weight where an `interval` is given."""
     with torch.no_grad():
         x_t = prior.add_noise(x0.detach(), noise, t)
         eps_hat = guided_noise(x_t, t)
-        grad = weight_of(config.weighting, prior.alphas_cumprod, t).to(x0.dtype) * (eps_hat - noise)
+        w = weight_of(config.weighting, prior.alphas_cumprod, t)
+        if interval is not None:
+            w = w * interval.weight(t, prior.num_train_timesteps).to(w.device)
+        grad = w.to(x0.dtype) * (eps_hat - noise)
     return clean_gradient(grad, config.grad_clip)
 
 
@@ -74,5 +83,6 @@ class SDS:
             self.config.timesteps, self.prior.num_train_timesteps, x0, progress, generator
         )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-        grad = sds_gradient(self.prior, x0, guided_noise, t, noise, self.config)
+        interval = interval_at(self.config.interval, progress)
+        grad = sds_gradient(self.prior, x0, guided_noise, t, noise, self.config, interval)
         return DistillationStep.from_gradient(x0, grad, t)

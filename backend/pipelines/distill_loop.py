@@ -56,6 +56,11 @@ def learning_rate(config: DistillConfig, progress: float) -> float:
     return config.lr * (config.lr_end / config.lr) ** progress
 
 
+def run_progress(step: int, steps: int) -> float:
+    """Fraction of a run of `steps` steps done at `step` (0 at the first, 1 at the last)."""
+    return step / max(1, steps - 1)
+
+
 def distill(
     field: torch.nn.Module,
     prior: DiffusionPrior,
@@ -89,7 +94,7 @@ def distill(
     for step in range(config.steps):
         if should_cancel():
             raise JobCancelled()
-        progress = step / max(1, config.steps - 1)
+        progress = run_progress(step, config.steps)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, progress)
         cameras, guided_noise = sample_views(step, generator)

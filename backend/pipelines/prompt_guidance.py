@@ -10,9 +10,10 @@ import torch
 
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
+from backend.guidance.guidance_interval import GuidanceInterval, guidance_scale_at, interval_at
 from backend.guidance.prior import DiffusionPrior
 from backend.guidance.view_prompts import view_prompts, views_of
-from backend.pipelines.distill_loop import ViewSampler
+from backend.pipelines.distill_loop import ViewSampler, run_progress
 from backend.pipelines.presets import DistillConfig
 from backend.render.cameras import Cameras, sample_cameras
 
@@ -38,24 +39,36 @@ class PromptEmbeddings:
 
 
 def prompt_guidance(
-    prior: DiffusionPrior, embeddings: PromptEmbeddings, cameras: Cameras, guidance_scale: float
+    prior: DiffusionPrior,
+    embeddings: PromptEmbeddings,
+    cameras: Cameras,
+    guidance_scale: float,
+    interval: GuidanceInterval | None = None,
 ) -> GuidedNoise:
     """eps_cfg(x_t, t) for the cameras' view-dependent prompts, told the cameras (in the frame
-    of the object the views render)."""
+    of the object the views render); `guidance_scale` applies where `interval` puts it (None:
+    at every t)."""
     cond = embeddings.for_cameras(cameras)
     uncond = embeddings.uncond.expand_as(cond)
     camera = camera_condition(cameras.c2w)
-    return lambda x_t, t: prior.guided_noise(x_t, t, cond, uncond, guidance_scale, camera)
+
+    def guided_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scale = guidance_scale_at(guidance_scale, interval, t, prior.num_train_timesteps, x_t.dtype)
+        return prior.guided_noise(x_t, t, cond, uncond, scale, camera)
+
+    return guided_noise
 
 
 def prompt_view_sampler(
     prior: DiffusionPrior, embeddings: PromptEmbeddings, config: DistillConfig
 ) -> ViewSampler:
     """The `distill` view sampler of a single-prompt run: `config.views` random cameras per
-    step, each guided by its view-dependent prompt."""
+    step, each guided by its view-dependent prompt (following `config.guidance_interval` where
+    it is active)."""
 
     def sample_views(step: int, gen: torch.Generator) -> tuple[Cameras, GuidedNoise]:
         cameras = sample_cameras(config.views, config.cameras, gen)
-        return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale)
+        interval = interval_at(config.guidance_interval, run_progress(step, config.steps))
+        return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale, interval)
 
     return sample_views
