@@ -41,7 +41,7 @@ from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import distill
 from backend.pipelines.generate import EXPORT_ETA_S
 from backend.pipelines.naming import mesh_name
-from backend.pipelines.presets import DistillConfig
+from backend.pipelines.presets import DistillConfig, guided_at_every_t
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
 from backend.render.box_masks import box_masks
 from backend.render.cameras import Cameras, sample_cameras
@@ -197,10 +197,11 @@ def compose(
     object_views = [obj.view() for obj in field.objects]
 
     schedule = step_schedule(len(world), config.steps, settings)
-    regularisers = replace(config.regularisers, sparsity=settings.sparsity)
     # Guided at every t: with the CPU presets' guidance interval the test scene's cube came
     # out white (fill 0.10; 0.47 with the interval on the object steps only).
-    run = replace(config, steps=len(schedule), regularisers=regularisers, guidance_interval=None)
+    config = guided_at_every_t(config)
+    regularisers = replace(config.regularisers, sparsity=settings.sparsity)
+    run = replace(config, steps=len(schedule), regularisers=regularisers)
     box_prompts = [
         PromptEmbeddings.encode(prior, box.prompt, request.negative_prompt) for box in request.boxes
     ]

@@ -126,6 +126,13 @@ below) a white haze (0.21); t_start 0.5 / 0.8, weight 20 / 70, s_low 1.5 / 3: wi
 these (a weight of 150: a haze). "a red cylinder" 0.64 instead of 0.60 (analytic 0.79); the
 sphere, cone and torus keep their shape and colour. Composed scenes are guided at every t
 (`backend.pipelines.compose`)."""
+CPU_INTERVAL_REGULARISERS = replace(CPU_REGULARISERS, total_variation=400.0)
+"""Regularisers of CPU SDS with `CPU_GUIDANCE_INTERVAL`: its 40x weight leaves the smoothing of
+`CPU_REGULARISERS` too weak. Mean angle between neighbouring faces of the exported mesh (the
+surface's crinkle) and fill, seed 0: a sphere 10.2 degrees without the interval, 17.8 with it at
+a total variation of 100, 11.4 at 400, 7.4 at 1,000; the cube's fill 0.76-0.77 at 100, 0.76-0.77
+at 400 (seeds 0-2: 0.774, 0.759, 0.756), 0.72-0.75 at 1,000; torus (hole open) and cone stay
+right at 400."""
 EDIT_LR = 0.1
 """Highest learning rate of an edit. An edit starts from the artist's surface, not from a blob,
 and the CPU generation rate (`CPU_LR`) would wear it away (measured: with 0.5 the edited top
@@ -140,11 +147,10 @@ _CPU_RUN = DistillConfig(
     grid=CPU_START,
     regularisers=CPU_REGULARISERS,
     cameras=TRAINING_CAMERAS,
-    guidance_interval=CPU_GUIDANCE_INTERVAL,
 )
 """What every CPU preset shares; they differ in steps, resolution and output size. The cameras
 are the ones `tiny-shapes` was trained with (one distance, one field of view), so that the
-prior judges views whose framing it knows."""
+prior judges views whose framing it knows. SDS adds `CPU_SDS_OVERRIDES`."""
 
 _CPU = {
     "preview": replace(_CPU_RUN, steps=300),
@@ -186,13 +192,19 @@ _GPU = {
 }
 
 _METHOD_OVERRIDES = {
-    # VSD works at ordinary guidance (ProlificDreamer: 7.5), at every t.
-    "vsd": {"guidance_scale": 7.5, "guidance_interval": None},
+    # VSD works at ordinary guidance (ProlificDreamer: 7.5).
+    "vsd": {"guidance_scale": 7.5},
     "sds": {},
-    # SJC (PAAS, w(t) = 1) at SDS's numbers, at every t: right colour and shape for "a red
-    # cone" (preview).
-    "sjc": {"guidance_interval": None},
+    # SJC (PAAS, w(t) = 1) at SDS's numbers: right colour and shape for "a red cone" (preview).
+    "sjc": {},
 }
+
+CPU_SDS_OVERRIDES = {
+    "guidance_interval": CPU_GUIDANCE_INTERVAL,
+    "regularisers": CPU_INTERVAL_REGULARISERS,
+}
+"""What SDS on CPU changes: the guidance interval and the smoothing it needs (VSD and SJC guide at
+every t, as they were tuned)."""
 
 
 def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
@@ -202,13 +214,23 @@ def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
     if method not in METHODS:
         raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
     base = (_GPU if on_gpu else _CPU)[preset]
-    return replace(base, **_METHOD_OVERRIDES[method])
+    config = replace(base, **_METHOD_OVERRIDES[method])
+    return config if on_gpu or method != "sds" else replace(config, **CPU_SDS_OVERRIDES)
+
+
+def guided_at_every_t(config: DistillConfig) -> DistillConfig:
+    """`config` without a guidance interval, with the regularisers the CPU presets use without
+    one (for composed scenes and edits, which were tuned that way)."""
+    if config.guidance_interval is None:
+        return config
+    return replace(config, guidance_interval=None, regularisers=CPU_REGULARISERS)
 
 
 def edit_config(config: DistillConfig) -> DistillConfig:
     """An edit's run configuration from a preset's: at most `EDIT_LR`, constant, and at most
-    `EDIT_TOTAL_VARIATION`, so the edit keeps the artist's surface; guided at every t (the
-    edits were tuned that way)."""
+    `EDIT_TOTAL_VARIATION`, so the edit keeps the artist's surface; guided at every t
+    (`guided_at_every_t`)."""
+    config = guided_at_every_t(config)
     regularisers = replace(
         config.regularisers,
         total_variation=min(config.regularisers.total_variation, EDIT_TOTAL_VARIATION),
@@ -218,5 +240,4 @@ def edit_config(config: DistillConfig) -> DistillConfig:
         lr=min(config.lr, EDIT_LR),
         lr_end=None,
         regularisers=regularisers,
-        guidance_interval=None,
     )

@@ -3,13 +3,19 @@ trained; edits keep the artist's surface."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from backend.builtin_model.dataset import DatasetConfig
 from backend.pipelines.presets import (
+    CPU_GUIDANCE_INTERVAL,
+    CPU_INTERVAL_REGULARISERS,
+    CPU_REGULARISERS,
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
     edit_config,
+    guided_at_every_t,
     preset_config,
 )
 
@@ -49,3 +55,18 @@ def test_unknown_names_are_named():
         preset_config("ultra", "sds", on_gpu=False)
     with pytest.raises(ValueError, match="method"):
         preset_config("preview", "dreamtime", on_gpu=False)
+
+
+def test_only_cpu_sds_guides_by_noise_level():
+    sds = preset_config("preview", "sds", on_gpu=False)
+    assert sds.guidance_interval == CPU_GUIDANCE_INTERVAL
+    assert sds.regularisers == CPU_INTERVAL_REGULARISERS
+    for method, on_gpu in [("vsd", False), ("sjc", False), ("sds", True)]:
+        assert preset_config("preview", method, on_gpu).guidance_interval is None, method
+    plain = guided_at_every_t(sds)
+    assert plain.guidance_interval is None and plain.regularisers == CPU_REGULARISERS
+    restored = replace(
+        plain, guidance_interval=sds.guidance_interval, regularisers=sds.regularisers
+    )
+    assert restored == sds  # nothing else changes
+    assert edit_config(sds).guidance_interval is None
