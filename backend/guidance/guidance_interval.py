@@ -4,18 +4,18 @@ Kynkäänniemi et al. (2024, "Applying guidance in a limited interval improves s
 distribution quality in diffusion models") apply guidance only over part of the noise levels
 when sampling. For distillation from `tiny-shapes` we found the same split in the gradient
 itself: on crisp renders of a cube, the guided SDS gradient (s = 30) pushes the edge pixels
-toward the background at t = 0.1-0.6 (eroding the corners, which rounds a cube into a pillow),
-while the unguided one pushes them toward the cube, and guidance is what sets colour and outline
-at t >= 0.65. So:
+toward the background at t = 0.1-0.6 (eroding the corners, which rounds a cube into a soft
+box), while the unguided one pushes them toward the cube, and guidance is what sets colour and
+outline at t >= 0.65. So:
 
     s(t) = s_high             for t >= t_start    (the preset's guidance scale)
     s(t) = s_low              for t <  t_start
     w'(t) = w(t) * k_low      for t <  t_start    (k_low > 1: the mildly guided band leads)
 
 with w(t) the method's weighting (DreamFusion's sigma_t^2 for SDS), from `start_progress` of the
-run on (before it, s_high at every t). Without the extra weight the
-mildly guided band is too weak to move the field; without the interval the weight turns the
-strong guidance's erosion up (measurements in `backend.pipelines.presets.CPU_GUIDANCE_INTERVAL`).
+run on (before it, s_high at every t). Without the extra weight the mildly guided band is too
+weak to move the field; without the interval the weight turns the strong guidance's erosion up
+(measurements in `backend.pipelines.presets.CPU_GUIDANCE_INTERVAL`).
 """
 
 from __future__ import annotations
