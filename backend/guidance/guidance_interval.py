@@ -58,8 +58,8 @@ class GuidanceInterval:
 
     def scale(self, t: torch.Tensor, num_train_timesteps: int, high_scale: float) -> torch.Tensor:
         """s(t) for integer timesteps t [B] -> [B, 1, 1, 1]."""
-        low = torch.full(t.shape, self.low_scale, device=t.device)
-        return torch.where(self._below(t, num_train_timesteps), low, high_scale).view(-1, 1, 1, 1)
+        scale = torch.where(self._below(t, num_train_timesteps), self.low_scale, high_scale)
+        return scale.view(-1, 1, 1, 1)
 
     def weight(self, t: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
         """The factor on w(t) for integer timesteps t [B] -> [B, 1, 1, 1]."""

@@ -150,7 +150,8 @@ _CPU_RUN = DistillConfig(
 )
 """What every CPU preset shares; they differ in steps, resolution and output size. The cameras
 are the ones `tiny-shapes` was trained with (one distance, one field of view), so that the
-prior judges views whose framing it knows. SDS adds `CPU_SDS_OVERRIDES`."""
+prior judges views whose framing it knows. SDS adds its guidance interval
+(`_CPU_METHOD_OVERRIDES`)."""
 
 _CPU = {
     "preview": replace(_CPU_RUN, steps=300),
@@ -199,12 +200,12 @@ _METHOD_OVERRIDES = {
     "sjc": {},
 }
 
-CPU_SDS_OVERRIDES = {
-    "guidance_interval": CPU_GUIDANCE_INTERVAL,
-    "regularisers": CPU_INTERVAL_REGULARISERS,
+_CPU_METHOD_OVERRIDES = {
+    **_METHOD_OVERRIDES,
+    # The guidance interval and the smoothing it needs; VSD and SJC guide at every t, as they
+    # were tuned.
+    "sds": {"guidance_interval": CPU_GUIDANCE_INTERVAL, "regularisers": CPU_INTERVAL_REGULARISERS},
 }
-"""What SDS on CPU changes: the guidance interval and the smoothing it needs (VSD and SJC guide at
-every t, as they were tuned)."""
 
 
 def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
@@ -213,17 +214,17 @@ def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
         raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
     if method not in METHODS:
         raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-    base = (_GPU if on_gpu else _CPU)[preset]
-    config = replace(base, **_METHOD_OVERRIDES[method])
-    return config if on_gpu or method != "sds" else replace(config, **CPU_SDS_OVERRIDES)
+    base, overrides = (_GPU, _METHOD_OVERRIDES) if on_gpu else (_CPU, _CPU_METHOD_OVERRIDES)
+    return replace(base[preset], **overrides[method])
 
 
 def guided_at_every_t(config: DistillConfig) -> DistillConfig:
-    """`config` without a guidance interval, with the regularisers the CPU presets use without
-    one (for composed scenes and edits, which were tuned that way)."""
-    if config.guidance_interval is None:
-        return config
-    return replace(config, guidance_interval=None, regularisers=CPU_REGULARISERS)
+    """`config` without a guidance interval, and without the smoothing that CPU SDS adds for
+    it (for composed scenes and edits, which were tuned that way)."""
+    regularisers = config.regularisers
+    if regularisers == CPU_INTERVAL_REGULARISERS:
+        regularisers = CPU_REGULARISERS
+    return replace(config, guidance_interval=None, regularisers=regularisers)
 
 
 def edit_config(config: DistillConfig) -> DistillConfig:
@@ -235,9 +236,4 @@ def edit_config(config: DistillConfig) -> DistillConfig:
         config.regularisers,
         total_variation=min(config.regularisers.total_variation, EDIT_TOTAL_VARIATION),
     )
-    return replace(
-        config,
-        lr=min(config.lr, EDIT_LR),
-        lr_end=None,
-        regularisers=regularisers,
-    )
+    return replace(config, lr=min(config.lr, EDIT_LR), lr_end=None, regularisers=regularisers)
