@@ -4,7 +4,8 @@
 
 For each prompt: generate with the preview preset (seed 0), export the GLB, render the exported
 textured mesh (what Blender receives) from four sides, and write a turntable GIF of the
-optimised field. Also copies the built-in model's sample grid.
+optimised field. The built-in model's sample grid (docs/images/tiny-shapes-grid.png) is written
+by its training script (`python -m backend.builtin_model.train ... --grid`).
 """
 
 from __future__ import annotations

@@ -105,6 +105,24 @@ def _sphere_trace(
     return t, coverage
 
 
+def silhouettes(
+    shape: str, cameras: Cameras, resolution: int, cfg: DatasetConfig = DatasetConfig()
+) -> torch.Tensor:
+    """Coverage [B, H, W] in [0, 1] of a built-in object (canonical pose, scale 1) in the
+    training set's renders from `cameras`: where the object is, as the prior was shown it."""
+    b = len(cameras)
+    rays = camera_rays(cameras, resolution, resolution)
+    pixel_angle = (cameras.fovy / resolution).repeat_interleave(resolution * resolution)
+    _, coverage = _sphere_trace(
+        shapes.object_parts(shape),
+        rays.origins.reshape(-1, 3),
+        rays.directions.reshape(-1, 3),
+        cfg.trace_steps,
+        pixel_angle,
+    )
+    return coverage.view(b, resolution, resolution)
+
+
 def _normals(parts: list[shapes.Part], points: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Central-difference SDF gradient at points [R, 3] -> unit normals [R, 3]."""
     offsets = torch.eye(3) * eps

@@ -10,7 +10,8 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import AutoTokenizer, CLIPTextModel
 
 from backend.builtin_model import vocabulary
-from backend.builtin_model.dataset import DatasetConfig, render_batch
+from backend.builtin_model.dataset import TRAINING_CAMERAS, DatasetConfig, render_batch, silhouettes
+from backend.builtin_model.sample_grid import sample_images
 from backend.export.glb import read_glb
 from backend.field.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
@@ -18,6 +19,7 @@ from backend.guidance.prior import DiffusionPrior, builtin_model_path
 from backend.pipelines.generate import generate
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
+from backend.render.cameras import orbit_cameras
 from protocol.messages import GenerateRequest, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
@@ -88,11 +90,57 @@ def test_the_model_knows_which_way_a_cube_is_turned():
     """A cube seen from above is a square turned by the camera's azimuth; a cylinder is a disc
     whatever the azimuth. A prior that reads the azimuth predicts the cube worse under a label
     turned by 45 degrees, and the cylinder hardly worse. Measured on the committed model: cube
-    +28%, cylinder +1.2% (table +17%, sphere +0.7%); the model trained with random camera
-    distance, fov and object scale gave +1.1% on cubes, which fails here."""
+    +284%, cylinder +0.9% (table +284%, sphere +0.4%); after three of its five training runs
+    the cube gave +28%, and the model trained with random camera distance, fov and object
+    scale +1.1%, which fails here."""
     prior = DiffusionPrior.load(None, torch.device("cpu"))
     assert _error_turned(prior, "cube", 45.0) > 0.10
     assert abs(_error_turned(prior, "cylinder", 45.0)) < 0.03
+
+
+def _orbit(elevation: float, azimuths: torch.Tensor):
+    n = len(azimuths)
+    distance, fov = TRAINING_CAMERAS.distance_range[0], TRAINING_CAMERAS.fovy_range_deg[0]
+    return orbit_cameras(
+        torch.full((n,), elevation), azimuths, torch.full((n,), distance), torch.full((n,), fov)
+    )
+
+
+def _sampled_cube_turns(prior: DiffusionPrior, views: list[tuple[float, float]], n: int):
+    """For n samples of "a red cube" per (elevation, azimuth) view, the turn in degrees
+    ([-45, 45), steps of 3) of the canonical cube whose training-set silhouette best matches
+    the sample's (pixels unlike the sample's border colour)."""
+    turns = torch.arange(-45.0, 45.0, 3.0)
+    found = []
+    for elevation, azimuth in views:
+        # A cube turned by -d about Z looks, from azimuth a, as the canonical one from a + d.
+        references = silhouettes("cube", _orbit(elevation, azimuth + turns), 32) > 0.5
+        cameras = _orbit(elevation, torch.full((n,), azimuth))
+        images = sample_images(
+            prior, ["a red cube"] * n, seed=int(azimuth), camera=camera_condition(cameras.c2w)
+        )
+        border = torch.cat([images[..., 0, :], images[..., -1, :]], dim=-1)  # [n, 3, 64]
+        background = border.median(dim=-1).values[:, :, None, None]
+        masks = (images - background).abs().amax(dim=1) > 0.12  # [n, 32, 32]
+        overlap = (masks[:, None] & references[None]).sum((2, 3))
+        union = (masks[:, None] | references[None]).sum((2, 3))
+        found.append(turns[(overlap / union).argmax(dim=1)])
+    return torch.cat(found)
+
+
+@needs_model
+@pytest.mark.slow
+def test_sampled_cubes_are_turned_as_the_camera_says():
+    """The camera condition must fix the cube's turn in the image, not only its look on
+    average: score distillation averages the views, and cubes turned at random between views
+    average to a rounded block. Measured (4 views x 16 samples): after three of the model's five
+    training runs the median error was 15 degrees (mean 17; turns at random give 22.5) and the
+    cube distilled at fill 0.76-0.77; the committed model gives 6 degrees (mean 6.3); a model
+    whose samples do not follow the camera fails here."""
+    prior = DiffusionPrior.load(None, torch.device("cpu"))
+    views = [(15.0, 20.0), (30.0, 35.0), (45.0, 0.0), (60.0, 70.0)]
+    errors = _sampled_cube_turns(prior, views, n=16).abs()
+    assert errors.median() <= 9.0, f"median turn error {errors.median():.0f} degrees"
 
 
 def test_vocabulary_warning_names_the_known_world():
@@ -112,7 +160,7 @@ CASES = [
 
 SHAPE_GAPS = {
     "cube": "the preview preset grows a rounded box: square from every side, edges rounded off "
-    "(fill 0.67-0.77; the analytic cube 1.0, cylinder 0.79, sphere 0.52)",
+    "(fill 0.70-0.81; the analytic cube 1.0, cylinder 0.79, sphere 0.52)",
 }
 """Shapes the preview preset does not yet reach (measured with the camera-conditioned model;
 see the issue notes). Their colour is still asserted; the shape check calls pytest.xfail only
