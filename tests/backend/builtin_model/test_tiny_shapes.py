@@ -19,7 +19,7 @@ from backend.guidance.prior import DiffusionPrior, builtin_model_path
 from backend.pipelines.generate import generate
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
-from backend.render.cameras import orbit_cameras
+from backend.render.cameras import Cameras, orbit_cameras
 from protocol.messages import GenerateRequest, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
@@ -98,7 +98,8 @@ def test_the_model_knows_which_way_a_cube_is_turned():
     assert abs(_error_turned(prior, "cylinder", 45.0)) < 0.03
 
 
-def _orbit(elevation: float, azimuths: torch.Tensor):
+def _orbit(elevation: float, azimuths: torch.Tensor) -> Cameras:
+    """Cameras at the training framing, one per azimuth [N] (degrees), at one elevation."""
     n = len(azimuths)
     distance, fov = TRAINING_CAMERAS.distance_range[0], TRAINING_CAMERAS.fovy_range_deg[0]
     return orbit_cameras(
@@ -106,10 +107,12 @@ def _orbit(elevation: float, azimuths: torch.Tensor):
     )
 
 
-def _sampled_cube_turns(prior: DiffusionPrior, views: list[tuple[float, float]], n: int):
-    """For n samples of "a red cube" per (elevation, azimuth) view, the turn in degrees
-    ([-45, 45), steps of 3) of the canonical cube whose training-set silhouette best matches
-    the sample's (pixels unlike the sample's border colour)."""
+def _sampled_cube_turns(
+    prior: DiffusionPrior, views: list[tuple[float, float]], n: int
+) -> torch.Tensor:
+    """For n samples of "a red cube" per (elevation, azimuth) view, the turn in degrees ([-45,
+    45), steps of 3) of the canonical cube whose training-set silhouette best matches the
+    sample's (pixels unlike the sample's border colour): [len(views) * n]."""
     turns = torch.arange(-45.0, 45.0, 3.0)
     found = []
     for elevation, azimuth in views:
