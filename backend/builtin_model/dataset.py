@@ -20,7 +20,13 @@ from backend.builtin_model import shapes, vocabulary
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.view_prompts import view_suffix
 from backend.render.background import sample_backgrounds
-from backend.render.cameras import Cameras, CameraSamplingConfig, camera_rays, sample_cameras
+from backend.render.cameras import (
+    Cameras,
+    CameraSamplingConfig,
+    camera_rays,
+    orbit_cameras,
+    sample_cameras,
+)
 from backend.render.shading import ShadingConfig, sample_shading_modes, shade
 
 TRAINING_CAMERAS = CameraSamplingConfig(distance_range=(1.75, 1.75), fovy_range_deg=(55.0, 55.0))
@@ -105,20 +111,44 @@ def _sphere_trace(
     return t, coverage
 
 
+def training_views(elevation_deg: torch.Tensor, azimuth_deg: torch.Tensor) -> Cameras:
+    """Orbit cameras [B] at given elevations and azimuths (degrees) with the training set's one
+    distance and field of view (`TRAINING_CAMERAS`)."""
+    b = elevation_deg.shape[0]
+    return orbit_cameras(
+        elevation_deg,
+        azimuth_deg,
+        torch.full((b,), TRAINING_CAMERAS.distance_range[0]),
+        torch.full((b,), TRAINING_CAMERAS.fovy_range_deg[0]),
+    )
+
+
+def _trace_views(
+    parts: list[shapes.Part],
+    cameras: Cameras,
+    resolution: int,
+    scale: torch.Tensor,
+    trace_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ray per pixel of every camera through the parts scaled by scale [B] -> (the first
+    surface points in object space [B * H * W, 3], coverage [B * H * W] in [0, 1])."""
+    rays = camera_rays(cameras, resolution, resolution)
+    # Trace in object space (scaled), so one set of parts serves every scale.
+    origins = (rays.origins / scale[:, None, None, None]).reshape(-1, 3)
+    dirs = rays.directions.reshape(-1, 3)
+    pixel_angle = (cameras.fovy / resolution).repeat_interleave(resolution * resolution)
+    depth, coverage = _sphere_trace(parts, origins, dirs, trace_steps, pixel_angle)
+    return origins + dirs * depth[:, None], coverage
+
+
 def silhouettes(
     shape: str, cameras: Cameras, resolution: int, cfg: DatasetConfig = DatasetConfig()
 ) -> torch.Tensor:
     """Coverage [B, H, W] in [0, 1] of a built-in object (canonical pose, scale 1) in the
     training set's renders from `cameras`: where the object is, as the prior was shown it."""
     b = len(cameras)
-    rays = camera_rays(cameras, resolution, resolution)
-    pixel_angle = (cameras.fovy / resolution).repeat_interleave(resolution * resolution)
-    _, coverage = _sphere_trace(
-        shapes.object_parts(shape),
-        rays.origins.reshape(-1, 3),
-        rays.directions.reshape(-1, 3),
-        cfg.trace_steps,
-        pixel_angle,
+    _, coverage = _trace_views(
+        shapes.object_parts(shape), cameras, resolution, torch.ones(b), cfg.trace_steps
     )
     return coverage.view(b, resolution, resolution)
 
@@ -160,14 +190,8 @@ def render_batch(
     scale = cfg.scale_range[0] + (cfg.scale_range[1] - cfg.scale_range[0]) * torch.rand(
         b, generator=generator
     )
-    rays = camera_rays(cameras, res, res)
-    # Trace in object space (scaled), so one set of parts serves every scale.
-    origins = (rays.origins / scale[:, None, None, None]).reshape(-1, 3)
-    dirs = rays.directions.reshape(-1, 3)
-    pixel_angle = (cameras.fovy / res).repeat_interleave(res * res)
     parts = shapes.object_parts(shape)
-    depth, coverage = _sphere_trace(parts, origins, dirs, cfg.trace_steps, pixel_angle)
-    points = origins + dirs * depth[:, None]
+    points, coverage = _trace_views(parts, cameras, res, scale, cfg.trace_steps)
 
     colours = torch.tensor([vocabulary.COLOURS[c] for c in colour_names])
     colours = (colours + (torch.rand(b, 3, generator=generator) * 2 - 1) * cfg.colour_jitter).clamp(

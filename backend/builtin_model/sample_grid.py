@@ -10,9 +10,9 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from backend.builtin_model import vocabulary
+from backend.builtin_model.dataset import training_views
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.prior import DiffusionPrior
-from backend.render.cameras import orbit_cameras
 
 GRID_VIEW_DEG = (30.0, 35.0)
 """(elevation, azimuth) of the camera the grid's samples are conditioned on: a three-quarter
@@ -49,9 +49,7 @@ def save_sample_grid(model_dir: Path, out_png: Path, seed: int = 0, cell: int = 
     prompts = [f"a {c} {s}" for s in vocabulary.SHAPES for c in vocabulary.COLOURS]
     n = len(prompts)
     elevation, azimuth = GRID_VIEW_DEG
-    view = orbit_cameras(
-        torch.full((n,), elevation), torch.full((n,), azimuth), torch.ones(n), torch.ones(n)
-    )
+    view = training_views(torch.full((n,), elevation), torch.full((n,), azimuth))
     images = sample_images(prior, prompts, seed, camera=camera_condition(view.c2w))
     rows, cols = len(vocabulary.SHAPES), len(vocabulary.COLOURS)
     arr = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)

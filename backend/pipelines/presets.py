@@ -127,8 +127,7 @@ these (a weight of 150: a haze). "a red cylinder" 0.64 instead of 0.60 (analytic
 sphere, cone and torus keep their shape and colour. These numbers are the three-run tiny-shapes;
 the five-run one (its cubes follow the camera's turn) gives the cube 0.79-0.81 with the same
 setting. On the fourth run's model, guidance at every t gave 0.64, and t_start 0.5 / 0.8 and
-weight 80 stayed within 0.02.
-Composed scenes are guided at every t
+weight 80 stayed within 0.02. Composed scenes are guided at every t
 (`backend.pipelines.compose`)."""
 CPU_INTERVAL_REGULARISERS = replace(CPU_REGULARISERS, total_variation=400.0)
 """Regularisers of CPU SDS with `CPU_GUIDANCE_INTERVAL`: its 40x weight leaves the smoothing of

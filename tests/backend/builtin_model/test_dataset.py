@@ -6,8 +6,7 @@ import math
 
 import torch
 
-from backend.builtin_model.dataset import TRAINING_CAMERAS, silhouettes
-from backend.render.cameras import orbit_cameras
+from backend.builtin_model.dataset import TRAINING_CAMERAS, silhouettes, training_views
 
 DISTANCE = TRAINING_CAMERAS.distance_range[0]
 FOCAL = 16.0 / math.tan(math.radians(TRAINING_CAMERAS.fovy_range_deg[0]) / 2)  # pixels, 32 px
@@ -15,13 +14,7 @@ HALF = 0.34  # the cube's half side (backend.builtin_model.shapes)
 
 
 def _cube_masks(azimuths: list[float]) -> torch.Tensor:
-    n = len(azimuths)
-    cameras = orbit_cameras(
-        torch.zeros(n),
-        torch.tensor(azimuths),
-        torch.full((n,), DISTANCE),
-        torch.full((n,), TRAINING_CAMERAS.fovy_range_deg[0]),
-    )
+    cameras = training_views(torch.zeros(len(azimuths)), torch.tensor(azimuths))
     return silhouettes("cube", cameras, 32) > 0.5
 
 

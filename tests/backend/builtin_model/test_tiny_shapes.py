@@ -10,7 +10,12 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import AutoTokenizer, CLIPTextModel
 
 from backend.builtin_model import vocabulary
-from backend.builtin_model.dataset import TRAINING_CAMERAS, DatasetConfig, render_batch, silhouettes
+from backend.builtin_model.dataset import (
+    DatasetConfig,
+    render_batch,
+    silhouettes,
+    training_views,
+)
 from backend.builtin_model.sample_grid import sample_images
 from backend.export.glb import read_glb
 from backend.field.oriented_box import OrientedBox
@@ -19,7 +24,6 @@ from backend.guidance.prior import DiffusionPrior, builtin_model_path
 from backend.pipelines.generate import generate
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
-from backend.render.cameras import Cameras, orbit_cameras
 from protocol.messages import GenerateRequest, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
@@ -98,15 +102,6 @@ def test_the_model_knows_which_way_a_cube_is_turned():
     assert abs(_error_turned(prior, "cylinder", 45.0)) < 0.03
 
 
-def _orbit(elevation: float, azimuths: torch.Tensor) -> Cameras:
-    """Cameras at the training framing, one per azimuth [N] (degrees), at one elevation."""
-    n = len(azimuths)
-    distance, fov = TRAINING_CAMERAS.distance_range[0], TRAINING_CAMERAS.fovy_range_deg[0]
-    return orbit_cameras(
-        torch.full((n,), elevation), azimuths, torch.full((n,), distance), torch.full((n,), fov)
-    )
-
-
 def _sampled_cube_turns(
     prior: DiffusionPrior, views: list[tuple[float, float]], n: int
 ) -> torch.Tensor:
@@ -117,8 +112,9 @@ def _sampled_cube_turns(
     found = []
     for elevation, azimuth in views:
         # A cube turned by -d about Z looks, from azimuth a, as the canonical one from a + d.
-        references = silhouettes("cube", _orbit(elevation, azimuth + turns), 32) > 0.5
-        cameras = _orbit(elevation, torch.full((n,), azimuth))
+        turned_views = training_views(torch.full_like(turns, elevation), azimuth + turns)
+        references = silhouettes("cube", turned_views, 32) > 0.5
+        cameras = training_views(torch.full((n,), elevation), torch.full((n,), azimuth))
         images = sample_images(
             prior, ["a red cube"] * n, seed=int(azimuth), camera=camera_condition(cameras.c2w)
         )
