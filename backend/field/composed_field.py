@@ -214,12 +214,16 @@ class ComposedField(torch.nn.Module):
         albedo = weighted_albedo / density.clamp(min=1e-8)[:, None]
         return FieldSamples(density=density, albedo=albedo, normal=normal)
 
-    def total_variation(self) -> torch.Tensor:
-        """Sum of the grids' total variation (objects and background)."""
+    def total_variation(
+        self, density_eps: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(density term, albedo term) summed over the grids, objects and background
+        (`DenseGridField.total_variation`)."""
         fields = [obj.field for obj in self.objects]
         if self.background is not None:
             fields.append(self.background)
-        return sum(field.total_variation() for field in fields)
+        terms = [field.total_variation(density_eps) for field in fields]
+        return sum(d for d, _ in terms), sum(a for _, a in terms)
 
 
 class BackgroundView:

@@ -3,13 +3,14 @@
 The representation the CPU path optimises (REFERENCE.md: a 64^3 grid renders forward+backward
 ~4x faster than a small MLP on these machines) and the one SJC uses. Channels of one grid:
 
-    raw density s(x)  (trilinear)      sigma(x) = softplus(s(x) + b(x))
+    raw density s(x)  (trilinear)      sigma(x) = k softplus(s(x) + b(x))
     albedo logits (3)                   a(x) = sigmoid(logits(x))
 
 with the DreamFusion/threestudio "blob" bias b(x) = blob_density * (1 - |x| / blob_radius),
-so optimisation starts from a soft centred ball. Normals are n = -grad(sigma)/|grad(sigma)|,
-computed from finite differences of the raw grid (sampled trilinearly) plus the analytic
-gradient of the blob bias, so they are differentiable in the grid values.
+so optimisation starts from a soft centred ball, and k the density scale. Normals are
+n = -grad(sigma)/|grad(sigma)|, computed from finite differences of the raw grid (sampled
+trilinearly) plus the analytic gradient of the blob bias, so they are differentiable in the
+grid values.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from backend.field.total_variation import charbonnier_variation, squared_variation
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class GridFieldConfig:
     """Raw density bias at the centre (threestudio default 10)."""
     blob_radius: float = 0.5
     """Radius where the blob bias crosses zero (threestudio default 0.5)."""
+    density_scale: float = 1.0
+    """k in sigma = k softplus(s + b): how opaque a raw value is. A larger k lets the optimiser
+    make a surface opaque with smaller raw steps, which the total variation charges less for."""
     init_albedo: float = 0.5
     """Initial albedo (grey)."""
 
@@ -94,7 +100,7 @@ class DenseGridField(torch.nn.Module):
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """sigma(x) >= 0; [N, 3] -> [N]. Zero outside the bounding cube."""
         inside = (points.abs() <= self.config.bound).all(dim=-1)
-        return F.softplus(self.raw_density(points)) * inside
+        return self.config.density_scale * F.softplus(self.raw_density(points)) * inside
 
     def albedo(self, points: torch.Tensor) -> torch.Tensor:
         """a(x) in [0, 1]; [N, 3] -> [N, 3]."""
@@ -105,7 +111,8 @@ class DenseGridField(torch.nn.Module):
         grid = torch.cat([self.density_grid, self.albedo_grid, self._raw_gradient_grid()], dim=1)
         values = self._sample(grid, points)
         inside = (points.abs() <= self.config.bound).all(dim=-1)
-        density = F.softplus(values[:, 0] + self.blob_bias(points)) * inside
+        density = self.config.density_scale * F.softplus(values[:, 0] + self.blob_bias(points))
+        density = density * inside
         gradient = values[:, 4:7] + self._blob_bias_gradient(points)
         return FieldSamples(
             density=density,
@@ -113,10 +120,14 @@ class DenseGridField(torch.nn.Module):
             normal=-F.normalize(gradient, dim=-1),
         )
 
-    def total_variation(self) -> torch.Tensor:
-        """Mean squared difference of neighbouring voxels (density and albedo logits)."""
-        tv = 0.0
-        for grid in (self.density_grid, self.albedo_grid):
-            for dim in (2, 3, 4):
-                tv = tv + grid.diff(dim=dim).pow(2).mean()
-        return tv
+    def total_variation(
+        self, density_eps: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(density term, albedo term) of the grids' total variation
+        (`backend.field.total_variation`): the albedo logits' squared variation, and the raw
+        density's squared variation, or its Charbonnier variation with `density_eps`."""
+        if density_eps is None:
+            density = squared_variation(self.density_grid)
+        else:
+            density = charbonnier_variation(self.density_grid, density_eps)
+        return density, squared_variation(self.albedo_grid)

@@ -10,7 +10,8 @@
    the signed distance is s = -d inside, +d outside. A mesh that is not closed (a sheet, an open
    box) has no inside to trust, so its solid is united with a shell of half-thickness
    `min_thickness` voxels: s <- min(s, d - t).
-3. Raw density (before the field's softplus; the field's blob bias must be 0):
+3. Raw density (before the field's softplus; the field's blob bias must be 0 and its density
+   scale 1):
 
        raw(x) = clip(r_s - k * s(x) / h, r_out, r_in)
 
@@ -143,12 +144,13 @@ def mesh_to_field(
     config: MeshFieldConfig = MeshFieldConfig(),
     seed: int = 0,
 ) -> DenseGridField:
-    """A DenseGridField (blob bias off) whose density and albedo reproduce the mesh.
+    """A DenseGridField (blob bias off, density scale 1) whose density and albedo reproduce the
+    mesh.
 
     vertices [V, 3] in the field's frame (inside [-bound, bound]^3), faces [F, 3]; `colour`
     gives the mesh's colour at surface samples. See the module docstring for the formulas.
     """
-    field = DenseGridField(replace(grid, blob_density=0.0))
+    field = DenseGridField(replace(grid, blob_density=0.0, density_scale=1.0))
     spacing = 2.0 * grid.bound / (grid.resolution - 1)
     centres = voxel_centres(grid).reshape(-1, 3).numpy()
 

@@ -16,7 +16,7 @@ import torch
 from backend.guidance.distillation import DistillationMethod, GuidedNoise
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.cancel import JobCancelled
-from backend.pipelines.presets import DistillConfig
+from backend.pipelines.presets import DistillConfig, RegulariserConfig
 from backend.render.background import sample_backgrounds
 from backend.render.cameras import Cameras
 from backend.render.preview import preview_png
@@ -59,6 +59,15 @@ def learning_rate(config: DistillConfig, progress: float) -> float:
 def run_progress(step: int, steps: int) -> float:
     """Fraction of a run of `steps` steps done at `step` (0 at the first, 1 at the last)."""
     return step / max(1, steps - 1)
+
+
+def smoothing_loss(field: torch.nn.Module, reg: RegulariserConfig) -> torch.Tensor:
+    """The grid's total variation under `reg`: lambda_tv TV_2(albedo) plus, for the raw density,
+    lambda_edge TV_c(s) when `reg.edge_total_variation` > 0, else lambda_tv TV_2(s)."""
+    edge = reg.edge_total_variation > 0
+    density, albedo = field.total_variation(reg.edge_total_variation_eps if edge else None)
+    density_weight = reg.edge_total_variation if edge else reg.total_variation
+    return density_weight * density + reg.total_variation * albedo
 
 
 def distill(
@@ -129,8 +138,8 @@ def distill(
         loss = distilled.loss + pixels * (
             reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         )
-        if reg.total_variation > 0 and hasattr(field, "total_variation"):
-            loss = loss + reg.total_variation * field.total_variation()
+        if hasattr(field, "total_variation"):
+            loss = loss + smoothing_loss(field, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

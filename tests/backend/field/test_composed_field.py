@@ -145,5 +145,5 @@ def test_background_starts_empty_and_stays_out_of_the_boxes():
 def test_total_variation_covers_every_grid():
     scene = ComposedField([LEFT, RIGHT], GRID, background_grid=GridFieldConfig(resolution=16))
     random_grids(scene)
-    scene.total_variation().backward()
+    sum(scene.total_variation()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scene.parameters())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from backend.field.grid_field import DenseGridField, GridFieldConfig
@@ -40,3 +43,23 @@ def test_normals_are_differentiable_in_the_grid():
     samples = field(torch.rand(20, 3) * 0.8 - 0.4)
     samples.normal[:, 0].sum().backward()
     assert field.density_grid.grad.abs().sum() > 0
+
+
+def test_density_scale_multiplies_sigma_and_keeps_the_normals():
+    plain = DenseGridField(GridFieldConfig(resolution=16))
+    scaled = DenseGridField(GridFieldConfig(resolution=16, density_scale=2.0))
+    points = torch.rand(30, 3) * 0.8 - 0.4
+    torch.testing.assert_close(scaled.density(points), 2.0 * plain.density(points))
+    torch.testing.assert_close(scaled(points).density, 2.0 * plain(points).density)
+    torch.testing.assert_close(scaled(points).normal, plain(points).normal)
+
+
+def test_total_variation_terms_by_grid():
+    field = DenseGridField(GridFieldConfig(resolution=4, blob_density=0.0))
+    with torch.no_grad():
+        field.density_grid[..., 2:] = 2.0  # one jump of 2 in each row of 3 x-pairs
+    density, albedo = field.total_variation()
+    assert density.item() == pytest.approx(4.0 / 3)
+    assert albedo.item() == 0.0  # uniform grey
+    edge_density, _ = field.total_variation(density_eps=0.1)
+    assert edge_density.item() == pytest.approx((math.sqrt(4.01) - 0.1) / 3)

@@ -22,7 +22,6 @@ from backend.pipelines.runner import load_prior
 from backend.render.renderer import RenderConfig
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import ComposeRequest, Progress, PromptBox, Result, Warning
-from tests.backend.builtin_model.test_tiny_shapes import SHAPE_GAPS
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 BOXES = [
@@ -131,6 +130,14 @@ def test_scene_steps_run_with_a_latent_prior(latent_prior):
 
 # ---- with the built-in model -----------------------------------------------------------------
 
+COMPOSED_CUBE_GAP = (
+    "a composed scene's cube is a rounded box: square from every side, edges rounded off (fill "
+    "0.81; generate's cube 0.88, the analytic cube 1.0, cylinder 0.79)"
+)
+"""What the preview preset does not yet reach in a composed scene (measured; see the issue
+notes). The cube's colour and the sphere are still asserted; the cube's shape calls pytest.xfail
+only while it is wrong, so the test passes as soon as it is right."""
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -167,5 +174,4 @@ def test_red_cube_and_blue_sphere_side_by_side():
     assert sphere_colour == "blue", sphere_detail
     assert sphere_shape == "sphere", sphere_detail
     if cube_shape != "cube":
-        # The preview preset's known gap, shared with generate (tests/backend/builtin_model).
-        pytest.xfail(f"{SHAPE_GAPS['cube']}: nearest {cube_shape}; {cube_detail}")
+        pytest.xfail(f"{COMPOSED_CUBE_GAP}: nearest {cube_shape}; {cube_detail}")

@@ -7,9 +7,12 @@ import math
 from dataclasses import replace
 
 import pytest
+import torch
 
-from backend.pipelines.distill_loop import learning_rate
-from backend.pipelines.presets import DistillConfig
+from backend.field.grid_field import DenseGridField, GridFieldConfig
+from backend.field.total_variation import charbonnier_variation, squared_variation
+from backend.pipelines.distill_loop import learning_rate, smoothing_loss
+from backend.pipelines.presets import DistillConfig, RegulariserConfig
 
 
 def test_rate_decays_exponentially_from_lr_to_lr_end():
@@ -30,3 +33,30 @@ def test_rate_is_constant_without_lr_end():
 def test_a_rate_that_is_not_positive_names_its_field(field, value):
     with pytest.raises(ValueError, match=field):
         replace(DistillConfig(), **{field: value})
+
+
+def random_field() -> DenseGridField:
+    field = DenseGridField(GridFieldConfig(resolution=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for grid in (field.density_grid, field.albedo_grid):
+            grid.copy_(torch.randn(grid.shape, generator=generator))
+    return field
+
+
+def test_smoothing_is_squared_on_both_grids_by_default():
+    field = random_field()
+    loss = smoothing_loss(field, RegulariserConfig(total_variation=3.0))
+    expected = 3.0 * (squared_variation(field.density_grid) + squared_variation(field.albedo_grid))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_edge_smoothing_replaces_the_squared_term_on_the_density_only():
+    field = random_field()
+    reg = RegulariserConfig(
+        total_variation=3.0, edge_total_variation=5.0, edge_total_variation_eps=0.2
+    )
+    expected = 5.0 * charbonnier_variation(field.density_grid, 0.2) + 3.0 * squared_variation(
+        field.albedo_grid
+    )
+    torch.testing.assert_close(smoothing_loss(field, reg), expected)

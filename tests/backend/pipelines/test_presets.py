@@ -11,7 +11,6 @@ from backend.builtin_model.dataset import DatasetConfig
 from backend.pipelines.presets import (
     CPU_GUIDANCE_INTERVAL,
     CPU_INTERVAL_REGULARISERS,
-    CPU_REGULARISERS,
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
     edit_config,
@@ -64,9 +63,10 @@ def test_only_cpu_sds_guides_by_noise_level():
     for method, on_gpu in [("vsd", False), ("sjc", False), ("sds", True)]:
         assert preset_config("preview", method, on_gpu).guidance_interval is None, method
     plain = guided_at_every_t(sds)
-    assert plain.guidance_interval is None and plain.regularisers == CPU_REGULARISERS
-    restored = replace(
-        plain, guidance_interval=sds.guidance_interval, regularisers=sds.regularisers
-    )
+    assert plain.guidance_interval is None and plain.views == 4
+    assert plain.regularisers == CPU_INTERVAL_REGULARISERS  # composed scenes keep the smoothing
+    restored = replace(plain, guidance_interval=sds.guidance_interval, views=sds.views)
     assert restored == sds  # nothing else changes
-    assert edit_config(sds).guidance_interval is None
+    assert guided_at_every_t(preset_config("preview", "sds", on_gpu=True)).views == 1
+    edit = edit_config(sds)
+    assert edit.guidance_interval is None and edit.regularisers.edge_total_variation == 0.0
