@@ -138,7 +138,8 @@ def distill(
         loss = distilled.loss + pixels * (
             reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         )
-        if hasattr(field, "total_variation"):
+        smoothing = reg.total_variation > 0 or reg.edge_total_variation > 0
+        if smoothing and hasattr(field, "total_variation"):
             loss = loss + smoothing_loss(field, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -53,6 +53,12 @@ class RegulariserConfig:
     """eps of `edge_total_variation`, in raw density units (differences well below it are
     smoothed as by the squared term)."""
 
+    def __post_init__(self) -> None:
+        if not self.edge_total_variation_eps > 0.0:
+            raise ValueError(
+                f"edge_total_variation_eps must be > 0, got {self.edge_total_variation_eps}"
+            )
+
 
 @dataclass(frozen=True)
 class DistillConfig:

@@ -13,6 +13,7 @@ from backend.pipelines.presets import (
     CPU_INTERVAL_REGULARISERS,
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
+    RegulariserConfig,
     edit_config,
     guided_at_every_t,
     preset_config,
@@ -47,6 +48,11 @@ def test_edits_keep_a_low_constant_rate_and_light_smoothing(on_gpu):
         preset.regularisers.total_variation, EDIT_TOTAL_VARIATION
     )
     assert config.steps == preset.steps and config.guidance_scale == preset.guidance_scale
+
+
+def test_edge_smoothing_eps_must_be_positive():
+    with pytest.raises(ValueError, match="edge_total_variation_eps"):
+        RegulariserConfig(edge_total_variation_eps=0.0)
 
 
 def test_unknown_names_are_named():
