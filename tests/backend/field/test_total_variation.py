@@ -38,10 +38,7 @@ def test_small_ripples_are_smoothed_as_by_the_squared_form():
 def pull_on_step(variation, height: float) -> float:
     """d variation / d height of the step."""
     h = torch.tensor(height, requires_grad=True)
-    grid = torch.zeros(1, 1, 4, 4, 4)
-    mask = torch.zeros_like(grid)
-    mask[..., 2:] = 1.0
-    variation(grid + h * mask).backward()
+    variation(h * step_grid(1.0)).backward()
     return float(h.grad)
 
 
