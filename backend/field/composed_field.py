@@ -15,6 +15,13 @@ Frames and units:
   the box like one generated object. A field's density is per object unit; seen in the scene
   frame it is multiplied by `unit` (object units per scene unit), so optical depths agree.
 
+Resolution and smoothing: a generated object's grid spans [-bound, bound]^3 object units; a
+box's object gets the same voxel size in object units (`object_grid`: half the voxels a side
+at the default bound 1, as its box spans [-VIEW_HALF_EXTENT, VIEW_HALF_EXTENT]), so a view of
+it gives each voxel the gradient a generated object's voxel gets. The total variation is a mean
+over a grid's voxels; weighted by the grid's voxel count over the count of the grid the weights
+were tuned for (`tuned_resolution`), each voxel feels the pull of smoothing it does there too.
+
 Merging the objects' samples at a scene point (what makes the scene a `RenderableField`):
 densities add, sigma = sum_i sigma_i; albedo is density-weighted, a = sum_i sigma_i a_i / sigma;
 the normal is the normal of the densest object there.
@@ -63,14 +70,41 @@ class SceneFrame:
         return box.in_frame(self.origin, self.metres_per_unit)
 
 
+def object_grid(generated: GridFieldConfig) -> GridFieldConfig:
+    """The grid of a box's object for the `generated` grid of a single-object run: the same
+    voxel size in object units (module docstring), so the same number of voxels across the
+    object. Measured on the compose test's box "a red cube" alone (seed 0, object steps only):
+    on the generated grid's 64 voxels a side (smoothing unweighted) it grew to the box's walls
+    guided at every t (fill 0.79, judged a cylinder) and turned white with the guidance
+    interval; on 32, with the smoothing weighted by the voxel share and the interval, it is a
+    red cube, fill 0.88, half-edge 0.4 of the box's 0.5, as generate's cube."""
+    resolution = round(generated.resolution * VIEW_HALF_EXTENT / generated.bound)
+    return replace(generated, resolution=max(2, resolution))
+
+
+def voxel_share(grid: GridFieldConfig, tuned_resolution: int | None) -> float:
+    """The weight of `grid`'s total variation: its voxel count over tuned_resolution^3 (1 for
+    None), so each of its voxels feels the pull a voxel of the tuned grid does."""
+    return 1.0 if tuned_resolution is None else (grid.resolution / tuned_resolution) ** 3
+
+
 class BoxedObject(torch.nn.Module):
     """One object: a dense grid field filling its box (frames in the module docstring)."""
 
-    def __init__(self, box: OrientedBox, grid: GridFieldConfig) -> None:
+    def __init__(self, box: OrientedBox, grid: GridFieldConfig, smoothing_share: float = 1.0):
         super().__init__()
         self.box = box
         """The box in the scene frame."""
         self.field = DenseGridField(grid)
+        self.smoothing_share = smoothing_share
+        """Weight of this object's total variation (`voxel_share`)."""
+
+    def total_variation(
+        self, density_eps: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(density term, albedo term) of the object's grid times its smoothing share."""
+        density, albedo = self.field.total_variation(density_eps)
+        return self.smoothing_share * density, self.smoothing_share * albedo
 
     @property
     def unit(self) -> float:
@@ -113,6 +147,12 @@ class ObjectView:
         """[N, 3] object-unit points -> [N] density per object unit."""
         return self.obj.field.density(self._field_points(points))
 
+    def total_variation(
+        self, density_eps: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The object's smoothing terms (`BoxedObject.total_variation`)."""
+        return self.obj.total_variation(density_eps)
+
     def __call__(self, points: torch.Tensor) -> FieldSamples:
         """Density, albedo and object-unit normals (n ~ n_q * to_field) at [N, 3] points."""
         samples = self.obj.field(self._field_points(points))
@@ -132,14 +172,21 @@ class ComposedField(torch.nn.Module):
         boxes: Sequence[OrientedBox],
         object_grid: GridFieldConfig,
         background_grid: GridFieldConfig | None = None,
+        tuned_resolution: int | None = None,
     ) -> None:
         """boxes: in the scene frame; object_grid: each object's grid; background_grid: the
         background's grid over [-bound, bound]^3 of the scene frame (None: no background). The
-        background starts empty (EMPTY_RAW_DENSITY, no blob)."""
+        background starts empty (EMPTY_RAW_DENSITY, no blob). tuned_resolution: voxels a side
+        of the grid the smoothing weights were tuned for; each grid's total variation is then
+        weighted by its voxel count over tuned_resolution^3 (None: an unweighted sum)."""
         super().__init__()
-        self.objects = torch.nn.ModuleList(BoxedObject(box, object_grid) for box in boxes)
+        share = voxel_share(object_grid, tuned_resolution)
+        self.objects = torch.nn.ModuleList(BoxedObject(box, object_grid, share) for box in boxes)
         self.background: DenseGridField | None = None
+        self.background_share = 1.0
+        """Weight of the background's total variation (its voxel share)."""
         if background_grid is not None:
+            self.background_share = voxel_share(background_grid, tuned_resolution)
             self.background = DenseGridField(replace(background_grid, blob_density=0.0))
             with torch.no_grad():
                 self.background.density_grid.fill_(EMPTY_RAW_DENSITY)
@@ -217,12 +264,12 @@ class ComposedField(torch.nn.Module):
     def total_variation(
         self, density_eps: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(density term, albedo term) summed over the grids, objects and background
-        (`DenseGridField.total_variation`)."""
-        fields = [obj.field for obj in self.objects]
+        """(density term, albedo term) summed over the objects and the background, each
+        weighted by its voxel share (`__init__`)."""
+        terms = [obj.total_variation(density_eps) for obj in self.objects]
         if self.background is not None:
-            fields.append(self.background)
-        terms = [field.total_variation(density_eps) for field in fields]
+            density, albedo = self.background.total_variation(density_eps)
+            terms.append((self.background_share * density, self.background_share * albedo))
         return sum(d for d, _ in terms), sum(a for _, a in terms)
 
 

@@ -4,7 +4,8 @@ which each region follows its own prompt.
     eps_hat(x_t, t) = sum_i m_i * (eps(x_t, empty) + s * (eps(x_t, y_i) - eps(x_t, empty)))
 
 m_i: ownership masks of the regions (the prompt boxes, then "none"), resampled to the model
-space (latent size for latent models); y_i: the region's prompt; s: the guidance scale. A
+space (latent size for latent models); y_i: the region's prompt; s: the guidance scale, or
+s(t) under a guidance interval (`backend.guidance.guidance_interval`). A
 region without a prompt contributes m_i * eps(x_t, empty). All prompts and the unconditional
 branch go through the U-Net in one batch. The result is a `GuidedNoise`, so every
 distillation method (SDS, VSD, SJC) takes it unchanged.
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 from backend.guidance.distillation import GuidedNoise
+from backend.guidance.guidance_interval import GuidanceInterval, guidance_scale_at
 from backend.guidance.prior import DiffusionPrior
 
 
@@ -43,6 +45,7 @@ def local_conditioning(
     masks: torch.Tensor,
     guidance_scale: float,
     region_camera: Sequence[torch.Tensor | None] | None = None,
+    interval: GuidanceInterval | None = None,
 ) -> GuidedNoise:
     """The mask-combined guided noise of P regions (formula in the module docstring).
 
@@ -58,6 +61,7 @@ def local_conditioning(
             region's two predictions then use its c_i, so the unconditional one is made once per
             region. None, or a prior without camera input: one shared unconditional
             prediction (the paper's formula, 1 + P' rows).
+        interval: where `guidance_scale` applies (None: at every t), as for one prompt.
     """
     if masks.shape[1] != len(region_text):
         raise ValueError(f"masks: {masks.shape[1]} channels for {len(region_text)} regions")
@@ -91,12 +95,13 @@ def local_conditioning(
         eps = prior.predict_noise(x_t.repeat(k, 1, 1, 1), t.repeat(k), text_batch, camera_batch)
         eps = eps.view(k, *x_t.shape)
         m = resize_masks(masks.to(x_t.device, eps.dtype), tuple(x_t.shape[-2:]))  # m_i
+        s = guidance_scale_at(guidance_scale, interval, t, prior.num_train_timesteps, eps.dtype)
         combined = torch.zeros_like(eps[0])
         for i in range(len(region_text)):
             region_eps = eps[uncond_row[i]]  # eps(x_t, empty, c_i)
             if cond_row[i] is not None:
                 eps_cond = eps[cond_row[i]]  # eps(x_t, y_i, c_i)
-                region_eps = region_eps + guidance_scale * (eps_cond - region_eps)
+                region_eps = region_eps + s * (eps_cond - region_eps)
             combined = combined + m[:, i : i + 1] * region_eps
         return combined
 

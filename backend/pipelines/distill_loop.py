@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -33,7 +34,9 @@ Renderer = Callable[..., RenderOutput]
 
 StepSubject = Callable[[int], RenderableField]
 """step -> what that step renders: `field` itself, or a part of it (one object of a composed
-scene) whose parameters are among `field.parameters()`."""
+scene) whose parameters are among `field.parameters()`. The step's smoothing is the subject's
+(when it has a `total_variation`), so the parts it does not show get no gradient at all and
+Adam leaves them, and their moment estimates, as they are."""
 
 
 @dataclass
@@ -61,7 +64,15 @@ def run_progress(step: int, steps: int) -> float:
     return step / max(1, steps - 1)
 
 
-def smoothing_loss(field: torch.nn.Module, reg: RegulariserConfig) -> torch.Tensor:
+class Smoothable(Protocol):
+    """A field with grid smoothing terms (`backend.field.grid_field.DenseGridField`)."""
+
+    def total_variation(
+        self, density_eps: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def smoothing_loss(field: Smoothable, reg: RegulariserConfig) -> torch.Tensor:
     """The grid's total variation under `reg`: lambda_tv TV_2(albedo) plus, for the raw density,
     lambda_edge TV_c(s) when `reg.edge_total_variation` > 0, else lambda_tv TV_2(s)."""
     edge = reg.edge_total_variation > 0
@@ -90,10 +101,10 @@ def distill(
 
     `after_step` runs after each update (e.g. to restore parameters outside an edit region);
     `eta_tail_s` is added to the ETA for work after the loop (export); `subject` picks what
-    each step renders (default: `field`), in the frame of the cameras `sample_views` returns.
-    Regularisers and previews always use the whole `field`. `renderer` and `preview` (PNG
-    bytes of `field`) default to the volume renderer's; texture editing passes the mesh
-    renderer's.
+    each step renders and smooths (default: `field`; `StepSubject`), in the frame of the
+    cameras `sample_views` returns. Previews always show the whole `field`. `renderer` and
+    `preview` (PNG bytes of `field`) default to the volume renderer's; texture editing passes
+    the mesh renderer's.
     """
     state = state or LoopState()
     device = prior.device
@@ -112,9 +123,10 @@ def distill(
         modes = sample_shading_modes(b, config.shading, generator)
         backgrounds = sample_backgrounds(b, generator)
 
+        shown = field if subject is None else subject(step)
         t0 = time.perf_counter()
         out = renderer(
-            field if subject is None else subject(step),
+            shown,
             cameras,
             config.resolution,
             config.resolution,
@@ -139,8 +151,8 @@ def distill(
             reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         )
         smoothing = reg.total_variation > 0 or reg.edge_total_variation > 0
-        if smoothing and hasattr(field, "total_variation"):
-            loss = loss + smoothing_loss(field, reg)
+        if smoothing and hasattr(shown, "total_variation"):
+            loss = loss + smoothing_loss(shown, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -147,8 +147,8 @@ these (a weight of 150: a haze). "a red cylinder" 0.64 instead of 0.60 (analytic
 sphere, cone and torus keep their shape and colour. These numbers are the three-run tiny-shapes;
 the five-run one (its cubes follow the camera's turn) gives the cube 0.79-0.81 with the same
 setting. On the fourth run's model, guidance at every t gave 0.64, and t_start 0.5 / 0.8 and
-weight 80 stayed within 0.02. Composed scenes are guided at every t
-(`backend.pipelines.compose`)."""
+weight 80 stayed within 0.02. Composed scenes follow it on every step
+(`backend.pipelines.compose`); edits guide at every t (`edit_config`)."""
 CPU_INTERVAL_REGULARISERS = replace(
     CPU_REGULARISERS, total_variation=400.0, edge_total_variation=600.0
 )
@@ -259,24 +259,21 @@ def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
     return replace(base[preset], **overrides[method])
 
 
-def guided_at_every_t(config: DistillConfig) -> DistillConfig:
-    """`config` guided at every t, for composed scenes and edits (tuned that way): without a
-    guidance interval, and over at most the 4 views of the other CPU runs where CPU SDS takes 8
-    (`CPU_SDS_VIEWS`; the compose test's cube filled 0.797 of its box with 8 views and 0.806
-    with 4, in 288 s instead of 169 s). The smoothing stays: with `CPU_INTERVAL_REGULARISERS`
-    instead of `CPU_REGULARISERS` (and the density scale of `CPU_START`) that cube went from
-    0.69 to 0.806 and its neighbour stayed a blue sphere."""
-    return replace(config, guidance_interval=None, views=min(config.views, _CPU_RUN.views))
-
-
 def edit_config(config: DistillConfig) -> DistillConfig:
     """An edit's run configuration from a preset's: at most `EDIT_LR`, constant, and at most
     `EDIT_TOTAL_VARIATION` of the squared smoothing on both grids (no edge-preserving term), so
-    the edit keeps the artist's surface; guided at every t (`guided_at_every_t`)."""
-    config = guided_at_every_t(config)
+    the edit keeps the artist's surface; guided at every t (no guidance interval) over at most
+    the 4 views of the other CPU runs (`CPU_SDS_VIEWS`), as edits were tuned."""
     regularisers = replace(
         config.regularisers,
         total_variation=min(config.regularisers.total_variation, EDIT_TOTAL_VARIATION),
         edge_total_variation=0.0,
     )
-    return replace(config, lr=min(config.lr, EDIT_LR), lr_end=None, regularisers=regularisers)
+    return replace(
+        config,
+        lr=min(config.lr, EDIT_LR),
+        lr_end=None,
+        regularisers=regularisers,
+        guidance_interval=None,
+        views=min(config.views, _CPU_RUN.views),
+    )

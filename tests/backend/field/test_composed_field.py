@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
-from backend.field.composed_field import VIEW_HALF_EXTENT, ComposedField, SceneFrame
+from backend.field.composed_field import (
+    VIEW_HALF_EXTENT,
+    ComposedField,
+    SceneFrame,
+    object_grid,
+)
 from backend.field.grid_field import GridFieldConfig
 from backend.field.oriented_box import OrientedBox
 from backend.render.cameras import orbit_cameras
@@ -147,3 +153,30 @@ def test_total_variation_covers_every_grid():
     random_grids(scene)
     sum(scene.total_variation()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scene.parameters())
+
+
+def test_an_objects_grid_has_the_voxel_size_of_a_generated_one():
+    # A generated field spans [-1, 1] object units in 64 voxels a side; a box's largest edge
+    # spans [-VIEW_HALF_EXTENT, VIEW_HALF_EXTENT] object units, so half as many voxels.
+    generated = GridFieldConfig(resolution=64, bound=1.0, blob_radius=0.6)
+    grid = object_grid(generated)
+    assert grid.resolution == 32 and grid.blob_radius == 0.6
+    assert object_grid(replace(generated, resolution=96)).resolution == 48
+    assert object_grid(replace(generated, bound=0.5)).resolution == 64
+
+
+def test_each_grids_smoothing_is_weighted_by_its_voxel_share():
+    background = GridFieldConfig(resolution=16)
+    scene = ComposedField([LEFT, RIGHT], GRID, background, tuned_resolution=32)
+    random_grids(scene)
+    terms = [obj.field.total_variation(0.1) for obj in scene.objects]
+    terms.append(scene.background.total_variation(0.1))
+    share = (16 / 32) ** 3  # every grid here has 16 voxels a side
+    for got, index in zip(scene.total_variation(0.1), (0, 1), strict=True):
+        torch.testing.assert_close(got, share * sum(term[index] for term in terms))
+    view_terms = scene.objects[1].view().total_variation(0.1)
+    for got, expected in zip(view_terms, terms[1], strict=True):
+        torch.testing.assert_close(got, share * expected)
+    unweighted = ComposedField([LEFT, RIGHT], GRID, background)  # no tuned_resolution
+    unweighted.load_state_dict(scene.state_dict())
+    torch.testing.assert_close(unweighted.total_variation(0.1)[0], sum(t[0] for t in terms))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
+from backend.guidance.guidance_interval import GuidanceInterval
 from backend.guidance.local_conditioning import local_conditioning, resize_masks
 from tests.tiny_priors import tiny_pixel_prior
 
@@ -52,6 +53,21 @@ def test_combined_noise_equals_per_mask_predictions(pixel_prior, with_scene_prom
             expected = pixel_prior.guided_noise(x_t, t, text, empty, SCALE)
         here = (owner == region).expand_as(eps_hat)
         assert here.any()
+        torch.testing.assert_close(eps_hat[here], expected[here], rtol=1e-4, atol=1e-4)
+
+
+def test_a_guidance_interval_sets_each_views_scale_by_its_timestep(pixel_prior):
+    x_t, t, red, blue, _, empty = setting(pixel_prior)  # t = 300 and 700 of 1,000
+    masks = region_masks(2, 16, cell=1)
+    interval = GuidanceInterval(t_start=0.5, low_scale=2.0)
+    eps_hat = local_conditioning(
+        pixel_prior, [red, blue, None], empty, masks, SCALE, None, interval
+    )(x_t, t)
+    scale = torch.tensor([2.0, SCALE]).view(2, 1, 1, 1)  # s_low below t_start, s above
+    owner = masks.argmax(dim=1, keepdim=True)
+    for region, text in enumerate([red, blue]):
+        expected = pixel_prior.guided_noise(x_t, t, text, empty, scale)
+        here = (owner == region).expand_as(eps_hat)
         torch.testing.assert_close(eps_hat[here], expected[here], rtol=1e-4, atol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""The shared optimisation loop's learning-rate schedule."""
+"""The shared optimisation loop: learning-rate schedule, smoothing terms, what a step moves."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 
+from backend.field.composed_field import ComposedField
 from backend.field.grid_field import DenseGridField, GridFieldConfig
+from backend.field.oriented_box import OrientedBox
 from backend.field.total_variation import charbonnier_variation, squared_variation
-from backend.pipelines.distill_loop import learning_rate, smoothing_loss
+from backend.guidance.sds import SDS
+from backend.pipelines.distill_loop import distill, learning_rate, smoothing_loss
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
+from backend.render.cameras import sample_cameras
+from backend.render.renderer import RenderConfig
 
 
 def test_rate_decays_exponentially_from_lr_to_lr_end():
@@ -60,3 +65,37 @@ def test_edge_smoothing_replaces_the_squared_term_on_the_density_only():
         field.albedo_grid
     )
     torch.testing.assert_close(smoothing_loss(field, reg), expected)
+
+
+def test_a_step_smooths_only_what_it_renders_and_leaves_the_rest_alone(pixel_prior):
+    boxes = [
+        OrientedBox(centre=(-0.25, 0.0, 0.0), half_size=(0.2, 0.2, 0.2), yaw_deg=0.0),
+        OrientedBox(centre=(0.25, 0.0, 0.0), half_size=(0.2, 0.2, 0.2), yaw_deg=0.0),
+    ]
+    scene = ComposedField(boxes, GridFieldConfig(resolution=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # rough grids, so that smoothing pulls on every voxel
+        for parameter in scene.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator))
+    before = [p.detach().clone() for p in scene.objects[1].parameters()]
+    first = scene.objects[0].field.density_grid.detach().clone()
+    config = replace(
+        DistillConfig(steps=3, views=1, resolution=8, render=RenderConfig(8, 8), preview_every=0),
+        regularisers=RegulariserConfig(total_variation=10.0),
+    )
+    cameras = sample_cameras(1, config.cameras, generator)
+    view = scene.objects[0].view()
+    run = distill(
+        scene,
+        pixel_prior,
+        SDS(pixel_prior),
+        config,
+        lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
+        generator,
+        lambda: False,
+        subject=lambda step: view,
+    )
+    assert len(list(run)) == 3
+    assert not torch.equal(scene.objects[0].field.density_grid, first)
+    for parameter, start in zip(scene.objects[1].parameters(), before, strict=True):
+        assert torch.equal(parameter, start)
