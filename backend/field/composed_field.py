@@ -91,7 +91,9 @@ def voxel_share(grid: GridFieldConfig, tuned_resolution: int | None) -> float:
 class BoxedObject(torch.nn.Module):
     """One object: a dense grid field filling its box (frames in the module docstring)."""
 
-    def __init__(self, box: OrientedBox, grid: GridFieldConfig, smoothing_share: float = 1.0):
+    def __init__(
+        self, box: OrientedBox, grid: GridFieldConfig, smoothing_share: float = 1.0
+    ) -> None:
         super().__init__()
         self.box = box
         """The box in the scene frame."""
