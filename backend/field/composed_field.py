@@ -172,18 +172,19 @@ class ComposedField(torch.nn.Module):
     def __init__(
         self,
         boxes: Sequence[OrientedBox],
-        object_grid: GridFieldConfig,
+        box_grid: GridFieldConfig,
         background_grid: GridFieldConfig | None = None,
         tuned_resolution: int | None = None,
     ) -> None:
-        """boxes: in the scene frame; object_grid: each object's grid; background_grid: the
+        """boxes: in the scene frame; box_grid: each box's object grid (`object_grid`);
+        background_grid: the
         background's grid over [-bound, bound]^3 of the scene frame (None: no background). The
         background starts empty (EMPTY_RAW_DENSITY, no blob). tuned_resolution: voxels a side
         of the grid the smoothing weights were tuned for; each grid's total variation is then
         weighted by its voxel count over tuned_resolution^3 (None: an unweighted sum)."""
         super().__init__()
-        share = voxel_share(object_grid, tuned_resolution)
-        self.objects = torch.nn.ModuleList(BoxedObject(box, object_grid, share) for box in boxes)
+        share = voxel_share(box_grid, tuned_resolution)
+        self.objects = torch.nn.ModuleList(BoxedObject(box, box_grid, share) for box in boxes)
         self.background: DenseGridField | None = None
         self.background_share = 1.0
         """Weight of the background's total variation (its voxel share)."""

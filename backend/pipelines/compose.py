@@ -48,7 +48,7 @@ from backend.pipelines.distill_loop import distill, run_progress
 from backend.pipelines.generate import EXPORT_ETA_S
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_guidance
+from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
 from backend.render.box_masks import box_masks
 from backend.render.cameras import Cameras, sample_cameras
 from protocol.errors import ErrorCode, ProtocolError
@@ -253,16 +253,16 @@ def compose(
             prior, region_text, uncond, masks, config.guidance_scale, region_camera, interval
         )
 
+    # An object step samples its views as a generate run does, over the whole schedule.
+    object_samplers = [prompt_view_sampler(prior, prompt, run) for prompt in box_prompts]
+
     def sample_views(step: int, gen: torch.Generator) -> tuple[Cameras, GuidedNoise]:
+        box = schedule[step]
+        if box is not None:
+            return object_samplers[box](step, gen)
         cameras = sample_cameras(config.views, config.cameras, gen)
         interval = interval_at(config.guidance_interval, run_progress(step, run.steps))
-        box = schedule[step]
-        if box is None:
-            return cameras, scene_guidance(cameras, interval)
-        guidance = prompt_guidance(
-            prior, box_prompts[box], cameras, config.guidance_scale, interval
-        )
-        return cameras, guidance
+        return cameras, scene_guidance(cameras, interval)
 
     def subject(step: int):
         box = schedule[step]
