@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import zmq
 
 from backend import __version__
+from backend.pipelines.catalogue import METHODS, PRESETS
 from protocol.client import Client
 from protocol.curve import CurveKeys
 from protocol.errors import ProtocolError, ServerUnreachable
@@ -40,6 +41,8 @@ from protocol.limits import Limits
 from protocol.messages import (
     EDIT_MODES,
     IDENTITY,
+    MAX_PARTICLES,
+    PRECISIONS,
     Accepted,
     ComposeRequest,
     EditRequest,
@@ -55,8 +58,6 @@ from protocol.messages import (
     validate,
 )
 
-METHODS = ("sds", "vsd", "sjc")
-PRESETS = ("preview", "standard", "high")
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_JOBS_DIR = Path(".jobs")
 PLAIN_INTERVAL_S = 5.0
@@ -268,7 +269,13 @@ def read_scene(path: Path, args: argparse.Namespace) -> ComposeRequest:
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
-    return {"method": args.method, "preset": args.preset, "seed": args.seed, "model": args.model}
+    return {
+        "method": args.method,
+        "preset": args.preset,
+        "seed": args.seed,
+        "model": args.model,
+        "precision": args.precision,
+    }
 
 
 def _parse_region(text: str) -> tuple[float, ...]:
@@ -281,6 +288,16 @@ def _parse_region(text: str) -> tuple[float, ...]:
             f"{text!r} is not six comma-separated numbers x0,y0,z0,x1,y1,z1"
         )
     return values
+
+
+def _particles(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PARTICLES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in 1..{MAX_PARTICLES}")
+    return value
 
 
 def _parse_devices(text: str) -> tuple[str, ...]:
@@ -376,6 +393,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     request = GenerateRequest(
         prompt=args.prompt,
         negative_prompt=args.negative or "",
+        particles=args.particles,
         **_sampling(args),
     )
     return run_job_command(args, request, functools.partial(write_meshes, output=args.output))
@@ -421,8 +439,10 @@ def _server_side(args: argparse.Namespace) -> tuple[ModuleType, tuple[str, ...],
     runner = _runner()
     devices = args.device or ("auto",)
     try:
-        fields = [runner.server_info_fields(device) for device in devices]
-    except ValueError as exc:
+        fields = [
+            runner.server_info_fields(device, args.model, args.precision) for device in devices
+        ]
+    except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     if devices == ("auto",):
         devices = (str(fields[0]["device"]),)
@@ -436,9 +456,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
     runner, devices, info_fields = _server_side(args)
-    pipeline = runner.run_job
+    options: dict[str, Any] = {"precision": args.precision}
     if args.max_steps is not None:
-        pipeline = functools.partial(runner.run_job, max_steps=args.max_steps)
+        options["max_steps"] = args.max_steps
+    pipeline = functools.partial(runner.run_job, **options)
     if args.connect is not None:
         stop = threading.Event()
         threads = [
@@ -518,6 +539,19 @@ def describe_info(info: ServerInfo, where: str) -> str:
         f"{limits.max_box_size:g} m), {limits.max_meshes} meshes of "
         f"{limits.max_mesh_bytes // 2**20} MiB and {limits.max_faces} triangles",
     ]
+    settings = info.model_settings or {}
+    if settings:
+        lines.append(
+            f"model:   {settings.get('model')}, family {settings.get('family')}, "
+            f"precision {settings.get('precision')}"
+        )
+        for method, presets in (settings.get("presets") or {}).items():
+            shown = "; ".join(
+                f"{name} {v.get('steps')} steps x {v.get('views')} views at "
+                f"{v.get('resolution')} px, guidance {v.get('guidance_scale'):g}"
+                for name, v in presets.items()
+            )
+            lines.append(f"  {method}: {shown}")
     for key, value in (info.vocabulary or {}).items():
         shown = ", ".join(value) if isinstance(value, list) else json.dumps(value)
         lines.append(f"{key}: {shown}")
@@ -561,6 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--method", choices=METHODS, default="sds", help="score distillation method")
     job.add_argument("--preset", choices=PRESETS, default="preview", help="quality preset")
     job.add_argument("--model", help="model name (or path, in-process) instead of the default")
+    job.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="precision of the prior (auto: bf16/fp16 on CUDA, fp32 on CPU)",
+    )
     job.add_argument("--seed", type=int, default=0, help="random seed")
     job.add_argument("--negative", help="negative prompt: what to avoid")
     job.add_argument("--device", type=_parse_devices, help="auto, cpu, cuda, cuda:N (in-process)")
@@ -572,6 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", parents=[job], help="one mesh from a prompt")
     generate.add_argument("prompt")
     generate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.glb")
+    generate.add_argument(
+        "--particles",
+        type=_particles,
+        default=1,
+        metavar="N",
+        help=f"N results from one prompt, 1..{MAX_PARTICLES} (vsd: they share its LoRA); "
+        "the others are written beside OUT as OUT_<name>_pK.glb",
+    )
     generate.set_defaults(handler=cmd_generate)
 
     compose = commands.add_parser("compose", parents=[job], help="a scene from prompt boxes")
@@ -600,6 +648,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", type=_parse_devices, help="cpu, or cuda:0,cuda:1 (one worker each)"
     )
     serve.add_argument("--model", help="default model name or path")
+    serve.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="precision of the prior for requests that ask for auto",
+    )
     serve.add_argument("--worker-bind", metavar="ADDR", help="also accept workers from other hosts")
     serve.add_argument("--connect", metavar="ADDR", help="run only workers, for that broker")
     serve.add_argument("--max-steps", type=int, help="cap every job's optimisation steps")
@@ -615,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--server", metavar="ADDR")
     info.add_argument("--curve", type=Path, metavar="DIR")
     info.add_argument("--device", type=_parse_devices)
+    info.add_argument("--model", help="describe this model (name or path) in-process")
+    info.add_argument("--precision", choices=PRECISIONS, default="auto")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=cmd_info)
 

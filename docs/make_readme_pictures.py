@@ -20,6 +20,7 @@ from PIL import Image
 
 from backend.export.export_field import export_field, to_glb
 from backend.export.textured_mesh import TexturedMesh
+from backend.guidance.prior import ModelFamily
 from backend.pipelines.generate import optimise_prompt_field
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
@@ -33,7 +34,7 @@ PROMPTS = ["a red cube", "a blue sphere", "a yellow cone", "a green torus", "a p
 
 
 def run(prompt: str, prior, method: str = "sds") -> tuple[np.ndarray, float]:
-    config = preset_config("preview", method, on_gpu=False)
+    config = preset_config("preview", method, ModelFamily.BUILTIN)
     start = time.perf_counter()
     loop = optimise_prompt_field(
         GenerateRequest(prompt=prompt, method=method), prior, config, lambda: False

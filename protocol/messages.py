@@ -8,7 +8,8 @@ The job id of a message travels in the header, not in the fields (see PROTOCOL.m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, Self
@@ -50,6 +51,13 @@ IDENTITY: tuple[float, ...] = (
 
 EDIT_MODES: tuple[str, ...] = ("texture", "shape")
 """Edit modes: repaint the surface only, or change the shape too."""
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+"""Precisions of the frozen prior: "auto" is bf16 on a CUDA device that has it, else fp16 on
+CUDA, and fp32 on a CPU; fields, losses and optimiser state are fp32 whatever is chosen."""
+
+MAX_PARTICLES = 8
+"""Most particles (results from one prompt, optimised side by side) in a generate request."""
 
 
 class JobKind(StrEnum):
@@ -165,6 +173,7 @@ class _Sampling:
     preset: str
     seed: int
     model: str | None
+    precision: str
 
     @classmethod
     def read(cls, reader: FieldReader, limits: Limits) -> _Sampling:
@@ -176,6 +185,7 @@ class _Sampling:
             preset=_label(*reader.take("preset"), limits),
             seed=as_int(*reader.take("seed"), 0, limits.max_seed),
             model=optional(_label, *reader.take("model"), limits),
+            precision=as_choice(*reader.get("precision", "auto"), PRECISIONS),
         )
 
     @staticmethod
@@ -187,6 +197,7 @@ class _Sampling:
             "preset": request.preset,
             "seed": request.seed,
             "model": request.model,
+            "precision": request.precision,
         }
 
 
@@ -234,17 +245,24 @@ class GenerateRequest(Message):
     """Random seed, 0..max_seed."""
     model: str | None = None
     """One of `ServerInfo.models`, or None for the server's default model."""
+    precision: str = "auto"
+    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
+    particles: int = 1
+    """Results from this prompt, 1..MAX_PARTICLES, optimised side by side from seeds seed,
+    seed + 1, ...; under VSD they share its LoRA and so come out different (optional on the
+    wire)."""
     job: str | None = None
     """Client-chosen job id making the submit idempotent; None lets the server choose."""
 
     def _fields(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, **_Sampling.fields_of(self)}
+        return {"prompt": self.prompt, **_Sampling.fields_of(self), "particles": self.particles}
 
     @classmethod
     def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
         prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
         common = _Sampling.read(reader, limits)
-        return cls(prompt=prompt, job=job, **vars(common))
+        particles = as_int(*reader.get("particles", 1), 1, MAX_PARTICLES)
+        return cls(prompt=prompt, job=job, particles=particles, **vars(common))
 
 
 @dataclass(frozen=True)
@@ -326,6 +344,8 @@ class ComposeRequest(Message):
     """Random seed, 0..max_seed."""
     model: str | None = None
     """One of `ServerInfo.models`, or None for the server's default model."""
+    precision: str = "auto"
+    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
     include_background: bool = False
     """Also return a background mesh for the scene prompt."""
     job: str | None = None
@@ -433,6 +453,8 @@ class EditRequest(Message):
     """Random seed, 0..max_seed."""
     model: str | None = None
     """One of `ServerInfo.models`, or None for the server's default model."""
+    precision: str = "auto"
+    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
     job: str | None = None
     """Client-chosen job id making the submit idempotent; None lets the server choose."""
 
@@ -557,6 +579,9 @@ class ServerInfo(Message):
     """The limits this server enforces."""
     vocabulary: dict[str, Any] | None = None
     """What the default model knows (free-form JSON object, e.g. shapes and colours)."""
+    model_settings: dict[str, Any] | None = None
+    """The default model's family, the prior's precision and the preset values in force
+    (free-form JSON object; optional on the wire)."""
 
     def _fields(self) -> dict[str, Any]:
         return {
@@ -569,6 +594,7 @@ class ServerInfo(Message):
             "presets": {method: list(names) for method, names in self.presets.items()},
             "limits": self.limits.to_wire(),
             "vocabulary": self.vocabulary,
+            "model_settings": self.model_settings,
         }
 
     @classmethod
@@ -592,6 +618,9 @@ class ServerInfo(Message):
         vocabulary_value, vocabulary_path = reader.take("vocabulary")
         if vocabulary_value is not None and not isinstance(vocabulary_value, dict):
             raise wrong_type(vocabulary_path, "an object or null", vocabulary_value)
+        settings_value, settings_path = reader.get("model_settings", None)
+        if settings_value is not None and not isinstance(settings_value, dict):
+            raise wrong_type(settings_path, "an object or null", settings_value)
         return cls(
             server_version=server_version,
             protocol_version=protocol_version,
@@ -602,6 +631,7 @@ class ServerInfo(Message):
             presets=presets,
             limits=server_limits,
             vocabulary=vocabulary_value,
+            model_settings=settings_value,
         )
 
 
@@ -976,8 +1006,37 @@ def validate(message: Message, limits: Limits) -> None:
     type(message).from_wire(message.to_wire(), limits)
 
 
+def check_in_vocabulary(request: JobRequest, vocabulary: Mapping[str, Any], model: str) -> None:
+    """Raise `ProtocolError` for a prompt that names no shape and no colour a small model knows
+    (`vocabulary`: its "shapes", "colours" and "synonyms"); a compose request's scene prompt,
+    a style, is not checked. A prompt with some unknown words passes (the server warns)."""
+    known = {
+        word
+        for key in ("shapes", "colours", "synonyms")
+        for word in vocabulary.get(key) or ()
+        if isinstance(word, str)
+    }
+    if isinstance(request, ComposeRequest):
+        prompts = [
+            (box.prompt, join(join("boxes", i), "prompt")) for i, box in enumerate(request.boxes)
+        ]
+    else:
+        prompts = [(request.prompt, "prompt")]
+    for prompt, path in prompts:
+        if known.isdisjoint(re.findall(r"[a-z]+", prompt.lower())):
+            raise ProtocolError(
+                ErrorCode.BAD_VALUE,
+                path,
+                f"{path}: {prompt[:60]!r} names no shape and no colour that {model} knows "
+                f"(shapes: {', '.join(vocabulary.get('shapes') or ())}; colours: "
+                f"{', '.join(vocabulary.get('colours') or ())}); for open prompts use "
+                "--model with a Stable Diffusion checkpoint",
+            )
+
+
 def check_supported(request: JobRequest, info: ServerInfo) -> None:
-    """Raise `ProtocolError` unless the server described by `info` offers what `request` asks."""
+    """Raise `ProtocolError` unless the server described by `info` offers what `request` asks
+    (a prompt for a default model with a small vocabulary must name something it knows)."""
     if request.method not in info.methods:
         raise ProtocolError(
             ErrorCode.UNKNOWN_METHOD,
@@ -1000,6 +1059,9 @@ def check_supported(request: JobRequest, info: ServerInfo) -> None:
             f"model: {request.model!r} is not available (this server has "
             f"{', '.join(info.models) or 'no named models'})",
         )
+    uses_default = request.model is None or request.model == info.default_model
+    if uses_default and info.vocabulary and info.default_model is not None:
+        check_in_vocabulary(request, info.vocabulary, info.default_model)
 
 
 def job_title(request: JobRequest) -> str:

@@ -35,6 +35,9 @@ prompt-only check) still get sensible predictions. A U-Net takes c as a diffuser
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 AZIMUTH_HARMONICS = 4
@@ -66,10 +69,16 @@ def camera_condition(c2w: torch.Tensor, frame: torch.Tensor | None = None) -> to
     return (torch.cat(features, -1) * known).float()
 
 
+def config_accepts_camera(config: Mapping[str, Any]) -> bool:
+    """True when a U-Net config (its config.json as a mapping) takes the camera condition as
+    its class label."""
+    return (
+        config.get("class_embed_type") == "projection"
+        and config.get("projection_class_embeddings_input_dim") == CAMERA_CONDITION_DIM
+    )
+
+
 def accepts_camera(unet: torch.nn.Module) -> bool:
     """True when the U-Net takes the camera condition as its class label."""
     config = getattr(unet, "config", None)
-    return (
-        getattr(config, "class_embed_type", None) == "projection"
-        and getattr(config, "projection_class_embeddings_input_dim", None) == CAMERA_CONDITION_DIM
-    )
+    return isinstance(config, Mapping) and config_accepts_camera(config)

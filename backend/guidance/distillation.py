@@ -98,9 +98,9 @@ def gradient_injection_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
     return 0.5 * torch.nn.functional.mse_loss(x, target, reduction="sum") / x.shape[0]
 
 
-def clean_gradient(grad: torch.Tensor, clip: float | None) -> torch.Tensor:
-    """nan_to_num, then an optional elementwise clamp to [-clip, clip]."""
-    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+def clip_gradient(grad: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """An optional elementwise clamp to [-clip, clip]. A NaN stays a NaN: non-finite gradients
+    are counted by the loop (`backend.guidance.precision.NonFiniteGuard`), never zeroed here."""
     return grad if clip is None else grad.clamp(-clip, clip)
 
 
@@ -127,6 +127,8 @@ class DistillationStep:
 class DistillationMethod(Protocol):
     """One score-distillation method (sds.py, vsd.py, sjc.py)."""
 
+    name: str
+    """The method's name in requests ("sds", "vsd", "sjc"), for messages."""
     guidance_scale: float
 
     def step(

@@ -84,6 +84,10 @@ class CameraLoRA:
             adapter_name=ADAPTER_NAME,
         )
         self._adapter_parameters = [p for p in unet.parameters() if p.requires_grad]
+        for p in self._adapter_parameters:
+            # fp32 master weights under a reduced-precision prior: peft runs an adapter in its
+            # own weights' dtype and casts the sum back to the base layer's
+            p.data = p.data.float()
         unet.disable_adapters()
         self._keep_trainable()
         self.camera_embedding = CameraEmbedding(unet.time_embedding.linear_2.out_features)

@@ -17,6 +17,7 @@ which is this formula with s + 1; our `guidance_scale` values follow the formula
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 from dataclasses import dataclass
@@ -25,10 +26,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from backend.guidance.camera_condition import CAMERA_CONDITION_DIM, accepts_camera
+from backend.guidance.camera_condition import (
+    CAMERA_CONDITION_DIM,
+    accepts_camera,
+    config_accepts_camera,
+)
+from backend.guidance.precision import precision_name
 
 BUILTIN_MODEL_NAME = "tiny-shapes"
 """Name of the model that ships inside the package."""
+
+REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
+"""Components every prior needs; "vae" is optional (latent models)."""
 
 
 def builtin_model_path() -> Path:
@@ -47,13 +56,98 @@ def _component_class(library: str, class_name: str) -> type:
     return getattr(importlib.import_module(library), class_name)
 
 
-def _read_model_index(source: str) -> dict:
-    local = Path(source) / "model_index.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    from huggingface_hub import hf_hub_download  # only for hub ids on machines that reach it
+def read_model_index(source: str) -> dict:
+    """The model_index.json of a local folder or a hub id, or FileNotFoundError naming the
+    field: the folder is not a diffusers model, or the hub id is not reachable from here."""
+    folder = Path(source)
+    if folder.is_dir():
+        index = folder / "model_index.json"
+        if not index.is_file():
+            raise FileNotFoundError(
+                f"model: {source!r} is not a diffusers model folder (it has no "
+                "model_index.json); give a folder written by save_pretrained, or a hub id"
+            )
+        try:
+            return json.loads(index.read_text())
+        except ValueError as exc:
+            raise FileNotFoundError(f"model: {index} is not valid JSON ({exc})") from exc
+    try:
+        from huggingface_hub import hf_hub_download  # hub ids, on machines that reach the hub
 
-    return json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+        return json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+    except (OSError, ValueError, ImportError) as exc:
+        raise FileNotFoundError(
+            f"model: {source!r} is neither a local folder nor a hub id reachable from this "
+            f"machine ({type(exc).__name__}); give the folder of a diffusers model"
+        ) from exc
+
+
+class ModelFamily(enum.StrEnum):
+    """The kind of prior, which picks the preset table (`backend.pipelines.presets`)."""
+
+    BUILTIN = "built-in"
+    """Pixel-space and told the camera (BoxDream's condition): tiny-shapes and its retrains."""
+    LATENT = "latent"
+    """Works on VAE latents: Stable Diffusion 1.x / 2.x."""
+    PIXEL = "pixel"
+    """Pixel-space without the camera: DeepFloyd-IF-style (stage I)."""
+
+
+def family_of(has_vae: bool, takes_camera: bool) -> ModelFamily:
+    """The one rule: a VAE makes a latent model; a pixel model told BoxDream's camera
+    condition is built-in-style; any other pixel model is IF-style."""
+    if has_vae:
+        return ModelFamily.LATENT
+    return ModelFamily.BUILTIN if takes_camera else ModelFamily.PIXEL
+
+
+def _read_component_config(source: str, name: str) -> dict:
+    folder = Path(source)
+    if folder.is_dir():
+        return json.loads((folder / name / "config.json").read_text())
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(source, "config.json", subfolder=name)).read_text())
+
+
+def model_family(name_or_path: str | None) -> ModelFamily:
+    """The family of a model from its configs alone (nothing loaded): for a server's hello
+    and for picking presets before the weights are read."""
+    source = resolve_model(name_or_path)
+    index = read_model_index(source)
+    _check_local_components(source, index)
+    try:
+        unet = _read_component_config(source, "unet")
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"model: cannot read unet/config.json of {source!r} ({exc})"
+        ) from exc
+    has_vae = index.get("vae", [None])[0] is not None
+    return family_of(has_vae, config_accepts_camera(unet))
+
+
+def _check_local_components(source: str, index: dict) -> None:
+    """A local folder must hold every component folder its model_index.json lists."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return
+    missing = [
+        name
+        for name in (*REQUIRED_COMPONENTS, "vae")
+        if index.get(name, [None])[0] is not None and not (folder / name).is_dir()
+    ]
+    unlisted = [name for name in REQUIRED_COMPONENTS if index.get(name, [None])[0] is None]
+    if unlisted:
+        raise FileNotFoundError(
+            f"model: {source!r} lacks the component(s) {', '.join(unlisted)} in its "
+            "model_index.json (a text-to-image model needs unet, scheduler, text_encoder and "
+            "tokenizer)"
+        )
+    if missing:
+        raise FileNotFoundError(
+            f"model: {source!r} lacks the folder(s) {', '.join(f'{m}/' for m in missing)} that "
+            "its model_index.json lists"
+        )
 
 
 @dataclass
@@ -81,31 +175,31 @@ class DiffusionPrior:
         cls,
         name_or_path: str | None,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> DiffusionPrior:
-        """Load every component listed in model_index.json (local folder or hub id)."""
+        """Load every component listed in model_index.json (local folder or hub id); the
+        networks in `dtype` (`backend.guidance.precision.resolve_precision`)."""
         source = resolve_model(name_or_path)
-        device = torch.device(device)
-        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-        try:
-            index = _read_model_index(source)
-        except (OSError, ValueError) as exc:
-            raise FileNotFoundError(
-                f"model: cannot read model_index.json of {source!r} ({exc}); give a folder in the "
-                "diffusers layout or a hub id reachable from this machine"
-            ) from exc
+        index = read_model_index(source)
+        _check_local_components(source, index)
         parts = {}
-        for name in ("unet", "scheduler", "text_encoder", "tokenizer", "vae"):
-            if name not in index or index[name][0] is None:
+        for name in (*REQUIRED_COMPONENTS, "vae"):
+            if index.get(name, [None])[0] is None:
                 continue
             library, class_name = index[name]
+            options = {}
             if name == "tokenizer":
                 library, class_name = "transformers", "AutoTokenizer"
+            elif name != "scheduler":
+                options["torch_dtype"] = dtype
             loader = _component_class(library, class_name)
-            parts[name] = loader.from_pretrained(source, subfolder=name)
-        missing = {"unet", "scheduler", "text_encoder", "tokenizer"} - parts.keys()
-        if missing:
-            raise ValueError(f"model: {source!r} lacks components {sorted(missing)}")
+            try:
+                parts[name] = loader.from_pretrained(source, subfolder=name, **options)
+            except (OSError, ValueError) as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise FileNotFoundError(
+                    f"model: cannot load {name} ({class_name}) of {source!r}: {first_line}"
+                ) from exc
         return cls.from_components(
             parts["unet"],
             parts["scheduler"],
@@ -145,6 +239,17 @@ class DiffusionPrior:
             module.to(device=device).eval().requires_grad_(False)
         return cls(unet, scheduler, text_encoder, tokenizer, vae, device, dtype)
 
+    # ---- what it is --------------------------------------------------------------------------
+    @property
+    def family(self) -> ModelFamily:
+        """Built-in-style, latent (SD) or pixel (IF-style): picks the preset table."""
+        return family_of(self.vae is not None, self.camera_conditioned)
+
+    @property
+    def precision(self) -> str:
+        """ "fp32", "fp16" or "bf16": the precision the networks run in."""
+        return precision_name(self.dtype)
+
     # ---- geometry of the model's input -------------------------------------------------------
     @property
     def latent(self) -> bool:
@@ -170,9 +275,20 @@ class DiffusionPrior:
         return int(self.scheduler.config.num_train_timesteps)
 
     # ---- text --------------------------------------------------------------------------------
+    @property
+    def text_attention_mask(self) -> bool:
+        """True when the text encoder reads the tokenizer's attention mask: T5 (DeepFloyd IF
+        passes it), or a CLIP text model whose config says `use_attention_mask` (Stable
+        Diffusion's CLIP runs without one, as diffusers' pipelines do)."""
+        config = self.text_encoder.config
+        if getattr(config, "model_type", "").startswith("clip"):
+            return bool(getattr(config, "use_attention_mask", False))
+        return True
+
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> [B, L, D] text embeddings (the U-Net's cross-attention input)."""
+        """Prompts -> [B, L, D] text embeddings in the prior's dtype (the U-Net's
+        cross-attention input)."""
         tokens = self.tokenizer(
             prompts,
             padding="max_length",
@@ -180,7 +296,8 @@ class DiffusionPrior:
             truncation=True,
             return_tensors="pt",
         )
-        out = self.text_encoder(tokens.input_ids.to(self.device))
+        mask = tokens.attention_mask.to(self.device) if self.text_attention_mask else None
+        out = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)
         return out[0].to(self.dtype)
 
     def unknown_token_fraction(self, prompt: str) -> float:
@@ -191,25 +308,27 @@ class DiffusionPrior:
 
     # ---- images <-> model space --------------------------------------------------------------
     def encode_images(self, rgb: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] renders in [0, 1] -> x_0 in model space (differentiable).
+        """[B, 3, H, W] fp32 renders in [0, 1] -> fp32 x_0 in model space (differentiable).
 
         Pixel models: resized to the native resolution and mapped to [-1, 1].
-        Latent models: resized to the VAE's resolution, encoded, times the latent scaling.
+        Latent models: resized to the VAE's resolution, encoded in the prior's dtype, times the
+        latent scaling, and cast back to fp32 (the distillation loss is summed over the latents
+        and overflows fp16; threestudio casts back the same way).
         """
         size = self.resolution
         if rgb.shape[-1] != size or rgb.shape[-2] != size:
             rgb = F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False)
-        x = (rgb * 2.0 - 1.0).to(self.dtype)
+        x = rgb * 2.0 - 1.0
         if self.vae is None:
             return x
-        posterior = self.vae.encode(x).latent_dist
-        return posterior.sample() * self.vae.config.scaling_factor
+        posterior = self.vae.encode(x.to(self.dtype)).latent_dist
+        return posterior.sample().float() * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Model-space x_0 -> [B, 3, H, W] RGB in [0, 1] (for previews)."""
         if self.vae is not None:
-            x0 = self.vae.decode(x0 / self.vae.config.scaling_factor).sample
+            x0 = self.vae.decode((x0 / self.vae.config.scaling_factor).to(self.dtype)).sample
         return ((x0.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
     # ---- noise prediction ----------------------------------------------------------------------
@@ -232,8 +351,8 @@ class DiffusionPrior:
     ) -> torch.Tensor:
         """The U-Net's own prediction (eps, v or x_0 per `prediction_type`) for [B, C, h, w]
         x_t, [B] t, [B, L, D] text and [B, CAMERA_CONDITION_DIM] camera conditions c (None:
-        unknown, c = 0; a U-Net without camera conditioning ignores them); a learned-variance
-        half is dropped."""
+        unknown, c = 0; a U-Net without camera conditioning ignores them), in fp32 whatever
+        the prior's dtype; a learned-variance half is dropped."""
         extra = {}
         if self.camera_conditioned:
             if camera is None:
@@ -244,7 +363,7 @@ class DiffusionPrior:
         ).sample
         if out.shape[1] == 2 * x_t.shape[1]:  # learned variance (DeepFloyd IF): keep the mean
             out = out[:, : x_t.shape[1]]
-        return out
+        return out.float()
 
     def training_target(
         self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
@@ -272,14 +391,14 @@ class DiffusionPrior:
         [B, CAMERA_CONDITION_DIM] camera conditions or None (unknown)."""
         out = self.model_output(x_t, t, text, camera)
         prediction = self.scheduler.config.prediction_type
-        a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(out.dtype)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         if prediction == "epsilon":
             return out
         if prediction == "v_prediction":
             # v = sqrt(a) eps - sqrt(1-a) x_0  =>  eps = sqrt(a) v + sqrt(1-a) x_t
-            return a.sqrt() * out + (1 - a).sqrt() * x_t.to(out.dtype)
+            return a.sqrt() * out + (1 - a).sqrt() * x_t.float()
         if prediction == "sample":
-            return (x_t.to(out.dtype) - a.sqrt() * out) / (1 - a).sqrt()
+            return (x_t.float() - a.sqrt() * out) / (1 - a).sqrt()
         raise ValueError(f"model: unsupported prediction_type {prediction!r}")
 
     def guided_noise(

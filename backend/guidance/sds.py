@@ -17,7 +17,7 @@ from backend.guidance.distillation import (
     GuidedNoise,
     TimestepSchedule,
     Weighting,
-    clean_gradient,
+    clip_gradient,
     timesteps_for,
     weight_of,
 )
@@ -60,11 +60,13 @@ def sds_gradient(
         if interval is not None:
             w = w * interval.weight(t, prior.num_train_timesteps).to(w.device)
         grad = w.to(x0.dtype) * (eps_hat - noise)
-    return clean_gradient(grad, config.grad_clip)
+    return clip_gradient(grad, config.grad_clip)
 
 
 class SDS:
     """DreamFusion's score distillation as a `DistillationMethod`."""
+
+    name = "sds"
 
     def __init__(self, prior: DiffusionPrior, config: SDSConfig = SDSConfig()) -> None:
         self.prior = prior

@@ -37,7 +37,7 @@ from backend.guidance.distillation import (
     GuidedNoise,
     TimestepSchedule,
     Weighting,
-    clean_gradient,
+    clip_gradient,
     timesteps_for,
     weight_of,
 )
@@ -103,11 +103,13 @@ def sjc_gradient(
     score = paas_score(prior, x0, guided_noise, t, noises)
     sigma = noise_level(prior.alphas_cumprod, t).to(x0.dtype)
     w = weight_of(config.weighting, prior.alphas_cumprod, t).to(x0.dtype)
-    return clean_gradient(-w * sigma * score, config.grad_clip)
+    return clip_gradient(-w * sigma * score, config.grad_clip)
 
 
 class SJC:
     """Score Jacobian Chaining with PAAS as a `DistillationMethod`."""
+
+    name = "sjc"
 
     def __init__(self, prior: DiffusionPrior, config: SJCConfig = SJCConfig()) -> None:
         self.prior = prior

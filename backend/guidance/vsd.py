@@ -35,12 +35,18 @@ from backend.guidance.distillation import (
     GuidedNoise,
     TimestepSchedule,
     Weighting,
-    clean_gradient,
+    clip_gradient,
     timesteps_for,
     weight_of,
 )
 from backend.guidance.lora import CameraLoRA
+from backend.guidance.precision import NonFiniteGuard, ScaledOptimiser
 from backend.guidance.prior import DiffusionPrior
+
+LORA_NON_FINITE_LIMIT = 20
+"""LoRA steps in a row with a non-finite gradient before the job fails. Under fp16 a too-high
+loss scale skips a step and halves the scale, so a handful in a row is normal at the start; 20
+halvings (a million-fold) that never give a finite gradient mean a real NaN."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ def vsd_gradient(
         eps_phi = lora.predict_noise(x_t, t, c2w)
         w = weight_of(config.weighting, prior.alphas_cumprod, t).to(x0.dtype)
         grad = w * (eps_pretrained - eps_phi)
-    return clean_gradient(grad, config.grad_clip)
+    return clip_gradient(grad, config.grad_clip)
 
 
 def lora_loss(
@@ -110,12 +116,20 @@ def lora_loss(
 class VSD:
     """ProlificDreamer's variational score distillation as a `DistillationMethod`."""
 
+    name = "vsd"
+
     def __init__(self, prior: DiffusionPrior, config: VSDConfig = VSDConfig()) -> None:
         self.prior = prior
         self.config = config
         self.guidance_scale = config.guidance_scale
         self.lora = CameraLoRA(prior, config.lora_rank)
-        self.optimiser = torch.optim.Adam(self.lora.trainable_parameters, lr=config.lora_lr)
+        self.optimiser = ScaledOptimiser(
+            torch.optim.Adam(self.lora.trainable_parameters, lr=config.lora_lr),
+            prior.dtype,
+            prior.device,
+            NonFiniteGuard("vsd's LoRA", prior.precision, LORA_NON_FINITE_LIMIT, consecutive=True),
+        )
+        """Adam on the fp32 LoRA weights, its loss scaled under fp16."""
         self.last_lora_loss = float("nan")
         """The LoRA loss of the latest step (before its update)."""
 
@@ -128,9 +142,7 @@ class VSD:
         keep = torch.rand(b, generator=generator) >= self.config.camera_dropout
         cameras = c2w * keep.to(c2w.device, c2w.dtype).view(-1, 1, 1)
         loss = lora_loss(self.prior, self.lora, x0, cameras, t.to(x0.device), noise)
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
+        self.optimiser.step(loss)
         self.last_lora_loss = float(loss.detach())
         return self.last_lora_loss
 

@@ -7,6 +7,9 @@ for cancellation between steps.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from typing import Protocol
 import torch
 
 from backend.guidance.distillation import DistillationMethod, GuidedNoise
+from backend.guidance.precision import NonFiniteGuard, all_finite
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
@@ -39,16 +43,35 @@ scene) whose parameters are among `field.parameters()`. The step's smoothing is 
 Adam leaves them, and their moment estimates, as they are."""
 
 
+STEP_SECTIONS = ("render", "encode", "guidance", "backward", "optimiser")
+"""The parts of a step `LoopState.section_ms` times: the render's forward, the encode into the
+prior's space (VAE forward for latent models), the method's step (U-Net forwards, and VSD's
+LoRA update), the backward through encode and render, the optimiser update."""
+
+
 @dataclass
 class LoopState:
     """Running numbers of a loop, readable after it ends (benchmarks, tests)."""
 
     step: int = 0
     loss: float = float("nan")
-    render_ms: float = 0.0
-    """Total render forward+backward milliseconds."""
-    guidance_ms: float = 0.0
-    """Total milliseconds in encode + distillation step (U-Net forwards)."""
+    section_ms: dict[str, float] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(STEP_SECTIONS, 0.0)
+    )
+    """Total milliseconds per `STEP_SECTIONS` part (CUDA work is synchronised before each
+    reading, so the split is true on a GPU too)."""
+    non_finite_steps: int = 0
+    """Steps whose field gradient held a NaN or an inf (skipped; `NonFiniteGuard`)."""
+
+    @property
+    def render_ms(self) -> float:
+        """Total render forward + backward (through encode) + optimiser milliseconds."""
+        return sum(self.section_ms[k] for k in ("render", "backward", "optimiser"))
+
+    @property
+    def guidance_ms(self) -> float:
+        """Total milliseconds in encode + distillation step (U-Net forwards)."""
+        return self.section_ms["encode"] + self.section_ms["guidance"]
 
 
 def learning_rate(config: DistillConfig, progress: float) -> float:
@@ -57,6 +80,13 @@ def learning_rate(config: DistillConfig, progress: float) -> float:
     if config.lr_end is None:
         return config.lr
     return config.lr * (config.lr_end / config.lr) ** progress
+
+
+def _clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def run_progress(step: int, steps: int) -> float:
@@ -109,6 +139,7 @@ def distill(
     state = state or LoopState()
     device = prior.device
     optimiser = torch.optim.Adam(field.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+    guard = NonFiniteGuard(f"method {method.name}", prior.precision, config.max_non_finite_steps)
     reg = config.regularisers
     start = time.perf_counter()
     for step in range(config.steps):
@@ -124,7 +155,7 @@ def distill(
         backgrounds = sample_backgrounds(b, generator)
 
         shown = field if subject is None else subject(step)
-        t0 = time.perf_counter()
+        ticks = [_clock(device)]
         out = renderer(
             shown,
             cameras,
@@ -136,10 +167,11 @@ def distill(
             config.shading,
             generator,
         )
-        t1 = time.perf_counter()
+        ticks.append(_clock(device))
         x0 = prior.encode_images(out.rgb)
+        ticks.append(_clock(device))
         distilled = method.step(x0, guided_noise, cameras.c2w, progress, generator)
-        t2 = time.perf_counter()
+        ticks.append(_clock(device))
 
         lambda_orient = reg.orientation_start + progress * (
             reg.orientation_end - reg.orientation_start
@@ -155,18 +187,24 @@ def distill(
             loss = loss + smoothing_loss(shown, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        ticks.append(_clock(device))
+        finite = all_finite(p.grad for p in field.parameters())
+        if guard.check(finite, step + 1):
+            optimiser.step()
+        else:
+            state.non_finite_steps += 1
         if after_step is not None:
             after_step()
-        t3 = time.perf_counter()
+        ticks.append(_clock(device))
+        for section, (t0, t1) in zip(STEP_SECTIONS, itertools.pairwise(ticks), strict=True):
+            state.section_ms[section] += 1000 * (t1 - t0)
 
         state.step = step + 1
         state.loss = float(loss.detach())
-        state.render_ms += 1000 * ((t1 - t0) + (t3 - t2))
-        state.guidance_ms += 1000 * (t2 - t1)
         elapsed = time.perf_counter() - start
         eta = elapsed / (step + 1) * (config.steps - step - 1) + eta_tail_s
-        yield Progress(stage=stage, step=step + 1, total=config.steps, loss=state.loss, eta_s=eta)
+        shown_loss = state.loss if finite and math.isfinite(state.loss) else None
+        yield Progress(stage=stage, step=step + 1, total=config.steps, loss=shown_loss, eta_s=eta)
         last = step + 1 == config.steps
         if config.preview_every and ((step + 1) % config.preview_every == 0 or last):
             yield Preview(step=step + 1, png=preview(field))

@@ -1,17 +1,18 @@
-"""Presets: every number of an optimisation run, per quality level, method and device.
+"""Presets: every number of an optimisation run, per quality level, method and model family.
 
-Written in Python (no YAML): `preset_config("preview", "sds", on_gpu=False)` returns the
-`DistillConfig` a run uses. CPU presets target the built-in model (32x32 renders); GPU presets
-target Stable Diffusion (64x64 renders, upsampled to 512 for the VAE, as DreamFusion-style
-implementations do at this stage).
+Written in Python (no YAML): `preset_config("preview", "sds", ModelFamily.BUILTIN)` returns the
+`DistillConfig` a run uses. The model's family picks the table, on any device: the built-in
+model's presets (32x32 renders, the cameras it was trained with) were tuned on it; latent
+models (Stable Diffusion) get DreamFusion-style settings (64x64 renders upsampled to 512 for the
+VAE, guidance 100); pixel models (DeepFloyd-IF-style) the same at IF's guidance of 20.
 
-| preset   | CPU steps (views x res) | GPU steps (views x res) |
-|----------|-------------------------|-------------------------|
-| preview  | 300 (4 x 32)            | 1,500 (1 x 64)          |
-| standard | 400 (4 x 32)            | 5,000 (1 x 64)          |
-| high     | 1,000 (4 x 48)          | 10,000 (1 x 128)        |
+| preset   | built-in (views x res) | latent SD / pixel IF (views x res) |
+|----------|------------------------|------------------------------------|
+| preview  | 300 (4 x 32)           | 1,500 (1 x 64)                     |
+| standard | 400 (4 x 32)           | 5,000 (1 x 64)                     |
+| high     | 1,000 (4 x 48)         | 10,000 (1 x 128)                   |
 
-CPU SDS renders 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
+Built-in SDS renders 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from backend.builtin_model.dataset import TRAINING_CAMERAS
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
 from backend.guidance.guidance_interval import GuidanceInterval
+from backend.guidance.prior import ModelFamily
 from backend.pipelines.catalogue import METHODS, PRESETS
 from backend.render.cameras import CameraSamplingConfig
 from backend.render.renderer import RenderConfig
@@ -103,6 +105,10 @@ class DistillConfig:
     """Fields optimised side by side for one prompt, each with its own seed and its own output
     mesh (`<name>_p1`, `<name>_p2` ...); VSD's particles share its LoRA (ProlificDreamer uses
     4). They take turns, so the run costs `particles` x `steps` steps."""
+    max_non_finite_steps: int = 5
+    """Steps whose field gradient holds a NaN or an inf that a run skips before it fails
+    (`backend.guidance.precision.NonFiniteGuard`): a few can be a rare fp16 overflow in the
+    prior, more mean the precision is broken for this model."""
 
     def __post_init__(self) -> None:
         if not self.lr > 0.0:
@@ -178,7 +184,7 @@ EDIT_TOTAL_VARIATION = 0.5
 """Highest total-variation weight of an edit: the field starts as the artist's mesh, whose
 sharp edges a generation's smoothing (`CPU_REGULARISERS`) would round off."""
 
-_CPU_RUN = DistillConfig(
+_BUILTIN_RUN = DistillConfig(
     lr=CPU_LR,
     lr_end=CPU_LR_END,
     grid=CPU_START,
@@ -188,13 +194,13 @@ _CPU_RUN = DistillConfig(
 """What every CPU preset shares; they differ in steps, resolution and output size. The cameras
 are the ones `tiny-shapes` was trained with (one distance, one field of view), so that the
 prior judges views whose framing it knows. SDS adds its guidance interval
-(`_CPU_METHOD_OVERRIDES`)."""
+(`_BUILTIN_METHOD_OVERRIDES`)."""
 
-_CPU = {
-    "preview": replace(_CPU_RUN, steps=300),
-    "standard": replace(_CPU_RUN, steps=400),
+_BUILTIN = {
+    "preview": replace(_BUILTIN_RUN, steps=300),
+    "standard": replace(_BUILTIN_RUN, steps=400),
     "high": replace(
-        _CPU_RUN,
+        _BUILTIN_RUN,
         steps=1000,
         resolution=48,
         render=RenderConfig(32, 32),
@@ -203,7 +209,7 @@ _CPU = {
     ),
 }
 
-_GPU = {
+_LATENT = {
     "preview": DistillConfig(steps=1500, views=1, resolution=64, guidance_scale=100.0, lr=0.05),
     "standard": DistillConfig(
         steps=5000,
@@ -229,6 +235,14 @@ _GPU = {
     ),
 }
 
+IF_GUIDANCE_SCALE = 20.0
+"""Guidance of SDS and SJC with a pixel-space IF-style prior (threestudio's dreamfusion-if
+config; DreamFusion's 100 was for Imagen)."""
+
+_PIXEL = {
+    name: replace(config, guidance_scale=IF_GUIDANCE_SCALE) for name, config in _LATENT.items()
+}
+
 _METHOD_OVERRIDES = {
     # VSD works at ordinary guidance (ProlificDreamer: 7.5).
     "vsd": {"guidance_scale": 7.5},
@@ -237,7 +251,7 @@ _METHOD_OVERRIDES = {
     "sjc": {},
 }
 
-_CPU_METHOD_OVERRIDES = {
+_BUILTIN_METHOD_OVERRIDES = {
     **_METHOD_OVERRIDES,
     # The guidance interval, the smoothing it needs and 8 views; VSD and SJC guide at every t
     # over 4 views, as they were tuned.
@@ -249,13 +263,27 @@ _CPU_METHOD_OVERRIDES = {
 }
 
 
-def preset_config(preset: str, method: str, on_gpu: bool) -> DistillConfig:
-    """The run configuration of a preset; raises ValueError naming the field for unknown names."""
+_TABLES = {
+    ModelFamily.BUILTIN: (_BUILTIN, _BUILTIN_METHOD_OVERRIDES),
+    ModelFamily.LATENT: (_LATENT, _METHOD_OVERRIDES),
+    ModelFamily.PIXEL: (_PIXEL, _METHOD_OVERRIDES),
+}
+"""Each model family's presets and per-method overrides."""
+
+
+def check_names(preset: str, method: str) -> None:
+    """Raise ValueError naming the field when `preset` or `method` is not offered."""
     if preset not in PRESETS:
         raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
     if method not in METHODS:
         raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-    base, overrides = (_GPU, _METHOD_OVERRIDES) if on_gpu else (_CPU, _CPU_METHOD_OVERRIDES)
+
+
+def preset_config(preset: str, method: str, family: ModelFamily) -> DistillConfig:
+    """The run configuration of a preset for a model family; raises ValueError naming the
+    field for unknown names."""
+    check_names(preset, method)
+    base, overrides = _TABLES[family]
     return replace(base[preset], **overrides[method])
 
 
@@ -275,5 +303,5 @@ def edit_config(config: DistillConfig) -> DistillConfig:
         lr_end=None,
         regularisers=regularisers,
         guidance_interval=None,
-        views=min(config.views, _CPU_RUN.views),
+        views=min(config.views, _BUILTIN_RUN.views),
     )

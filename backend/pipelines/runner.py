@@ -1,6 +1,7 @@
 """The entry point the server's workers and the in-process CLI call: one request in, a stream
-of events out. Loads (and caches) the prior, picks the preset, warns about prompts outside the
-built-in model's vocabulary, and dispatches to the pipeline of the request's kind."""
+of events out. Loads (and caches) the prior in the asked precision, picks the preset of the
+model's family, refuses prompts outside the built-in model's world (and warns about unknown
+words), and dispatches to the pipeline of the request's kind."""
 
 from __future__ import annotations
 
@@ -12,15 +13,22 @@ import torch
 
 from backend import __version__
 from backend.builtin_model import vocabulary
-from backend.guidance.prior import BUILTIN_MODEL_NAME, DiffusionPrior
+from backend.guidance.precision import NonFiniteGradient, precision_name, resolve_precision
+from backend.guidance.prior import BUILTIN_MODEL_NAME, DiffusionPrior, ModelFamily, model_family
 from backend.pipelines.generate import generate
-from backend.pipelines.presets import METHODS, PRESETS, preset_config
+from backend.pipelines.presets import METHODS, PRESETS, check_names, preset_config
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.messages import ComposeRequest, EditRequest, GenerateRequest, Warning
+from protocol.messages import (
+    ComposeRequest,
+    EditRequest,
+    GenerateRequest,
+    Warning,
+    check_in_vocabulary,
+)
 
 JobRequest = GenerateRequest | ComposeRequest | EditRequest
 
-_priors: dict[tuple[str, str], DiffusionPrior] = {}
+_priors: dict[tuple[str, str, torch.dtype], DiffusionPrior] = {}
 _priors_lock = threading.Lock()
 
 
@@ -39,12 +47,13 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_prior(model: str | None, device: torch.device) -> DiffusionPrior:
-    """The prior for `model` on `device`, loaded once per process."""
-    key = (model or BUILTIN_MODEL_NAME, str(device))
+def load_prior(model: str | None, device: torch.device, precision: str = "auto") -> DiffusionPrior:
+    """The prior for `model` on `device` in `precision`, loaded once per process."""
+    dtype = resolve_precision(precision, device)
+    key = (model or BUILTIN_MODEL_NAME, str(device), dtype)
     with _priors_lock:
         if key not in _priors:
-            _priors[key] = DiffusionPrior.load(model, device=device)
+            _priors[key] = DiffusionPrior.load(model, device=device, dtype=dtype)
         return _priors[key]
 
 
@@ -57,6 +66,12 @@ def prompts_of(request: JobRequest) -> list[str]:
     return [request.prompt]
 
 
+def _protocol_error(exc: ValueError) -> ProtocolError:
+    """A ValueError whose message starts with "field: ..." as the protocol's error."""
+    field = str(exc).split(":", 1)[0]
+    return ProtocolError(ErrorCode.BAD_VALUE, field, str(exc))
+
+
 def run_job(
     request: JobRequest,
     *,
@@ -64,53 +79,105 @@ def run_job(
     model: str | None,
     should_cancel: Callable[[], bool],
     max_steps: int | None = None,
+    precision: str = "auto",
 ) -> Iterator:
     """Run one job; yields Progress, Preview, Warning and finally Result events.
 
-    `max_steps` caps the preset's optimisation steps: a development and test option (`serve
-    --max-steps`) for end-to-end runs that check plumbing, placement and textures in seconds
-    rather than result quality. Raises JobCancelled when `should_cancel()` turns true,
-    ProtocolError for input that turns out bad only now (e.g. an unreadable mesh).
+    `precision` is the server's choice for requests that ask for "auto". `max_steps` caps the
+    preset's optimisation steps: a development and test option (`serve --max-steps`) for
+    end-to-end runs that check plumbing, placement and textures in seconds rather than result
+    quality. Raises JobCancelled when `should_cancel()` turns true, ProtocolError for input
+    that turns out bad only now (e.g. an unreadable mesh, a prompt outside the built-in
+    model's world) and for a run whose gradients stop being finite (field "precision").
     """
     torch_device = resolve_device(device)
     model_name = request.model or model
     try:
-        config = preset_config(request.preset, request.method, on_gpu=torch_device.type == "cuda")
+        check_names(request.preset, request.method)
     except ValueError as exc:
-        field = str(exc).split(":", 1)[0]
-        raise ProtocolError(ErrorCode.BAD_VALUE, field, str(exc)) from exc
-    if max_steps is not None:
-        config = replace(config, steps=max(1, min(config.steps, max_steps)))
+        raise _protocol_error(exc) from exc
     if model_name in (None, BUILTIN_MODEL_NAME):
+        check_in_vocabulary(request, vocabulary_fields(), BUILTIN_MODEL_NAME)
         for prompt in prompts_of(request):
             warning = vocabulary.vocabulary_warning(prompt)
             if warning:
                 yield Warning(message=f"{prompt!r}: {warning}")
-    prior = load_prior(model_name, torch_device)
-    if isinstance(request, GenerateRequest):
-        yield from generate(request, prior, config, should_cancel)
-    elif isinstance(request, ComposeRequest):
-        from backend.pipelines.compose import compose
+    chosen = request.precision if request.precision != "auto" else precision
+    try:
+        prior = load_prior(model_name, torch_device, chosen)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _protocol_error(exc) from exc
+    config = preset_config(request.preset, request.method, prior.family)
+    if max_steps is not None:
+        config = replace(config, steps=max(1, min(config.steps, max_steps)))
+    try:
+        if isinstance(request, GenerateRequest):
+            yield from generate(
+                request, prior, replace(config, particles=request.particles), should_cancel
+            )
+        elif isinstance(request, ComposeRequest):
+            from backend.pipelines.compose import compose
 
-        yield from compose(request, prior, config, should_cancel)
-    else:
-        from backend.pipelines.edit import edit
+            yield from compose(request, prior, config, should_cancel)
+        else:
+            from backend.pipelines.edit import edit
 
-        yield from edit(request, prior, config, should_cancel)
+            yield from edit(request, prior, config, should_cancel)
+    except NonFiniteGradient as exc:
+        raise ProtocolError(ErrorCode.NOT_FINITE, "precision", str(exc)) from exc
 
 
-def server_info_fields(device: str) -> dict:
-    """What a server advertises in its hello reply about models, methods and presets."""
+def vocabulary_fields() -> dict:
+    """What the built-in model knows, as a hello reply's `vocabulary`."""
+    return {
+        "shapes": list(vocabulary.SHAPES),
+        "colours": list(vocabulary.COLOURS),
+        "synonyms": dict(vocabulary.SYNONYMS),
+    }
+
+
+def model_settings(model: str | None, device: torch.device, precision: str) -> dict:
+    """A model's family, the precision its prior would run in on `device`, and the values of
+    every preset in force for it (from its configs alone: nothing is loaded)."""
+    family = model_family(model)
+    dtype = resolve_precision(precision, device)
+
+    def values(preset: str, method: str) -> dict:
+        config = preset_config(preset, method, family)
+        return {
+            "steps": config.steps,
+            "views": config.views,
+            "resolution": config.resolution,
+            "guidance_scale": config.guidance_scale,
+            "grid": config.grid.resolution,
+        }
+
+    return {
+        "model": model or BUILTIN_MODEL_NAME,
+        "family": str(family),
+        "precision": precision_name(dtype),
+        "presets": {m: {p: values(p, m) for p in PRESETS} for m in METHODS},
+    }
+
+
+def server_info_fields(device: str, model: str | None = None, precision: str = "auto") -> dict:
+    """What a server advertises in its hello reply about models, methods and presets: the
+    default model (`model`, or the built-in one), what it knows when it is the built-in
+    model, and its family, precision and preset values (`model_settings`)."""
+    torch_device = resolve_device(device)
+    default = model or BUILTIN_MODEL_NAME
+    try:
+        settings = model_settings(model, torch_device, precision)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"--model {default}: {exc}") from exc
+    builtin = settings["family"] == str(ModelFamily.BUILTIN) and default == BUILTIN_MODEL_NAME
     return {
         "server_version": __version__,
-        "device": str(resolve_device(device)),
-        "models": [BUILTIN_MODEL_NAME],
-        "default_model": BUILTIN_MODEL_NAME,
+        "device": str(torch_device),
+        "models": list(dict.fromkeys([BUILTIN_MODEL_NAME, default])),
+        "default_model": default,
         "methods": list(METHODS),
         "presets": {method: list(PRESETS) for method in METHODS},
-        "vocabulary": {
-            "shapes": list(vocabulary.SHAPES),
-            "colours": list(vocabulary.COLOURS),
-            "synonyms": dict(vocabulary.SYNONYMS),
-        },
+        "vocabulary": vocabulary_fields() if builtin else None,
+        "model_settings": settings,
     }

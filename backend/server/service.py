@@ -72,6 +72,7 @@ def build_server_info(
         presets={method: list(names) for method, names in info_fields["presets"].items()},
         limits=limits,
         vocabulary=info_fields["vocabulary"],
+        model_settings=info_fields.get("model_settings"),
     )
     validate(info, limits)
     return info

@@ -49,7 +49,10 @@ def stub_runner(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
         return scripted_pipeline(request, device=device, model=model, should_cancel=should_cancel)
 
     stub.run_job = run_job  # type: ignore[attr-defined]
-    stub.server_info_fields = lambda device: {**INFO_FIELDS, "device": "cpu"}  # type: ignore[attr-defined]
+    stub.server_info_fields = lambda device, model=None, precision="auto": {  # type: ignore[attr-defined]
+        **INFO_FIELDS,
+        "device": "cpu",
+    }
     monkeypatch.setitem(sys.modules, "backend.pipelines.runner", stub)
     return stub
 

@@ -93,8 +93,12 @@ INFO_FIELDS = {
     "default_model": "tiny-shapes",
     "methods": ["sds", "vsd", "sjc"],
     "presets": {method: ["preview", "standard", "high"] for method in ("sds", "vsd", "sjc")},
-    "vocabulary": {"shapes": ["cube", "sphere"], "colours": ["red", "blue"]},
+    "vocabulary": None,
 }
+"""What the scripted pipeline's server advertises: it takes any prompt (no vocabulary)."""
+
+SMALL_VOCABULARY = {"shapes": ["cube", "sphere"], "colours": ["red", "blue"]}
+"""A small model's vocabulary, for the submit-time check of out-of-world prompts."""
 
 
 def sample_messages() -> list[Message]:
@@ -111,6 +115,8 @@ def sample_messages() -> list[Message]:
             preset="high",
             seed=2**32 - 1,
             model="tiny-shapes",
+            precision="bf16",
+            particles=8,
             job=JOB,
         ),
         ComposeRequest(

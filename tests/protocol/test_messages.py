@@ -37,7 +37,7 @@ from protocol.messages import (
     decode_message,
     validate,
 )
-from tests.protocol.samples import JOB, make_glb, make_png, sample_messages
+from tests.protocol.samples import JOB, SMALL_VOCABULARY, make_glb, make_png, sample_messages
 
 ALL_TYPES = tuple(MESSAGE_TYPES.values())
 
@@ -1013,3 +1013,40 @@ def test_error_event_and_exception_convert() -> None:
     assert event.job == JOB
     again = event.exception()
     assert (again.code, again.field, str(again)) == (error.code, error.field, error.message)
+
+
+def test_precision_and_particles_are_optional_on_the_wire_and_checked() -> None:
+    request = GenerateRequest(prompt="a red cube", precision="fp16", particles=3)
+    assert GenerateRequest.from_wire(request.to_wire()) == request
+
+    def drop(fields: dict[str, Any]) -> None:
+        del fields["precision"], fields["particles"]
+
+    old = GenerateRequest.from_wire(with_fields(request, drop))
+    assert (old.precision, old.particles) == ("auto", 1)
+    for change, field, fragment in [
+        (setter("precision", "fp8"), "precision", "not one of auto, fp32, fp16, bf16"),
+        (setter("particles", 9), "particles", "outside 1..8"),
+        (setter("particles", 0), "particles", "outside 1..8"),
+    ]:
+        with pytest.raises(ProtocolError, match=fragment) as caught:
+            GenerateRequest.from_wire(with_fields(request, change))
+        assert caught.value.field == field
+
+
+def test_a_prompt_outside_a_small_models_world_is_refused_at_submit() -> None:
+    info = replace(INFO, default_model="tiny-shapes", vocabulary=SMALL_VOCABULARY)
+    with pytest.raises(ProtocolError) as caught:
+        check_supported(GenerateRequest(prompt="a weathered bronze statue of a fox"), info)
+    error = caught.value
+    assert (error.code, error.field) == ("bad_value", "prompt")
+    assert "tiny-shapes knows (shapes: cube, sphere; colours: red, blue)" in error.message
+    assert "--model with a Stable Diffusion checkpoint" in error.message
+    check_supported(GenerateRequest(prompt="a shiny red teapot"), info)  # a colour it knows
+    check_supported(GenerateRequest(prompt="a fox", model="sd"), replace(info, models=["sd"]))
+    check_supported(GenerateRequest(prompt="a fox"), replace(info, vocabulary=None))
+    box = PromptBox(centre=(0.0, 0.0, 0.5), size=(1.0, 1.0, 1.0), yaw_deg=0.0, prompt="a fox")
+    scene = ComposeRequest(boxes=[replace(box, prompt="a cube"), box], scene_prompt="a forest")
+    with pytest.raises(ProtocolError) as caught:
+        check_supported(scene, info)
+    assert caught.value.field == "boxes[1].prompt"

@@ -20,7 +20,7 @@ from backend.builtin_model.sample_grid import sample_images
 from backend.export.glb import read_glb
 from backend.field.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
-from backend.guidance.prior import DiffusionPrior, builtin_model_path
+from backend.guidance.prior import DiffusionPrior, ModelFamily, builtin_model_path
 from backend.pipelines.generate import generate
 from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
@@ -163,7 +163,7 @@ CASES = [
 @pytest.mark.parametrize(("prompt", "colour", "shape"), CASES)
 def test_generate_makes_the_asked_colour_and_shape(prompt, colour, shape):
     prior = load_prior(None, torch.device("cpu"))
-    config = preset_config("preview", "sds", on_gpu=False)
+    config = preset_config("preview", "sds", ModelFamily.BUILTIN)
     events = list(generate(GenerateRequest(prompt=prompt, seed=0), prior, config, lambda: False))
     assert isinstance(events[-1], Result)
     (mesh,) = read_glb(events[-1].meshes[0].glb)

@@ -14,7 +14,7 @@ from backend.export.errors import MeshError
 from backend.export.export_field import export_field
 from backend.export.glb import read_glb
 from backend.export.marching import MarchingConfig
-from backend.guidance.prior import builtin_model_path
+from backend.guidance.prior import ModelFamily, builtin_model_path
 from backend.pipelines import compose as compose_module
 from backend.pipelines.compose import ComposeConfig, compose, step_schedule
 from backend.pipelines.presets import preset_config
@@ -31,7 +31,7 @@ BOXES = [
 
 
 def fast_config(steps: int = 2):
-    config = preset_config("preview", "sds", on_gpu=False)
+    config = preset_config("preview", "sds", ModelFamily.BUILTIN)
     return replace(
         config,
         steps=steps,
@@ -162,7 +162,7 @@ def test_red_cube_and_blue_sphere_side_by_side():
         ]
     )
     prior = load_prior(None, torch.device("cpu"))
-    config = preset_config("preview", "sds", on_gpu=False)
+    config = preset_config("preview", "sds", ModelFamily.BUILTIN)
     events = list(compose(request, prior, config, lambda: False))
     assert isinstance(events[-1], Result)
     outputs = events[-1].meshes

@@ -23,7 +23,7 @@ from backend.field.grid_field import GridFieldConfig
 from backend.field.mesh_to_field import sample_surface
 from backend.guidance import methods as methods_module
 from backend.guidance.distillation import DistillationStep
-from backend.guidance.prior import DiffusionPrior, builtin_model_path
+from backend.guidance.prior import DiffusionPrior, ModelFamily, builtin_model_path
 from backend.pipelines.edit import edit
 from backend.pipelines.edit_source import read_sources, surface_colour, transform_points
 from backend.pipelines.presets import DistillConfig, preset_config
@@ -38,7 +38,7 @@ from tests.backend.export.export_shapes import raw_glb
 from tests.backend.pipelines.edit_meshes import cube_glb, edit_request, uv_cube
 
 FAST = replace(
-    preset_config("preview", "sds", on_gpu=False),
+    preset_config("preview", "sds", ModelFamily.BUILTIN),
     steps=6,
     preview_every=3,
     render=RenderConfig(12, 12),
@@ -54,6 +54,7 @@ class Darken:
     """A stand-in distillation method with a strong, known effect: its loss pulls every
     rendered pixel toward black, so whatever may change does change."""
 
+    name = "darken"
     guidance_scale = 1.0
 
     def step(self, x0, guided_noise, c2w, progress, generator) -> DistillationStep:
@@ -298,7 +299,7 @@ def test_red_cube_edited_to_green_comes_back_green_with_the_same_geometry():
     torch.manual_seed(0)
     prior = DiffusionPrior.load(None)
     glb = cube_glb(half=0.35)  # the built-in red, one texture
-    config = preset_config("preview", "sds", on_gpu=False)
+    config = preset_config("preview", "sds", ModelFamily.BUILTIN)
     result, _ = _run(edit_request([glb], "a green cube"), prior, config)
     (before,), (after,) = read_glb(glb), read_glb(result.meshes[0].glb)
     assert after.vertices.tobytes() == before.vertices.tobytes()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from backend.export.glb import read_glb
+from backend.guidance.prior import ModelFamily
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.generate import generate, optimise_prompt_field
 from backend.pipelines.presets import preset_config
@@ -16,7 +17,7 @@ from protocol.messages import IDENTITY, GenerateRequest, Preview, Progress, Resu
 
 
 def _fast_config(steps: int = 3):
-    config = preset_config("preview", "sds", on_gpu=False)
+    config = preset_config("preview", "sds", ModelFamily.BUILTIN)
     grid = replace(config.grid, resolution=24)
     return replace(
         config,

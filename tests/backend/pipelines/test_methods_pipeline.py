@@ -11,7 +11,7 @@ import torch
 
 from backend.builtin_model import vocabulary
 from backend.export.glb import read_glb
-from backend.guidance.prior import builtin_model_path
+from backend.guidance.prior import ModelFamily, builtin_model_path
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.generate import generate, optimise_prompt_particles
 from backend.pipelines.presets import preset_config
@@ -21,7 +21,7 @@ from tests.judging import surface_colour
 
 
 def _fast_config(method: str, steps: int = 3, particles: int = 1):
-    config = preset_config("preview", method, on_gpu=False)
+    config = preset_config("preview", method, ModelFamily.BUILTIN)
     return replace(
         config,
         steps=steps,

@@ -1,25 +1,30 @@
-"""Presets: CPU runs decay their rate, smooth the grid and frame views as the built-in model was
-trained; edits keep the artist's surface."""
+"""Presets: the model's family picks the table on any device; built-in runs decay their rate,
+smooth the grid and frame views as the built-in model was trained; edits keep the artist's
+surface."""
 
 from __future__ import annotations
 
 import pytest
 
 from backend.builtin_model.dataset import DatasetConfig
+from backend.guidance.prior import ModelFamily
 from backend.pipelines.presets import (
     CPU_GUIDANCE_INTERVAL,
     CPU_INTERVAL_REGULARISERS,
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
+    IF_GUIDANCE_SCALE,
     RegulariserConfig,
     edit_config,
     preset_config,
 )
 
+BUILTIN, LATENT, PIXEL = ModelFamily.BUILTIN, ModelFamily.LATENT, ModelFamily.PIXEL
+
 
 @pytest.mark.parametrize("preset", ["preview", "standard", "high"])
 def test_cpu_presets_decay_the_rate_and_smooth_the_grid(preset):
-    config = preset_config(preset, "sds", on_gpu=False)
+    config = preset_config(preset, "sds", BUILTIN)
     assert config.lr_end is not None and config.lr_end < config.lr
     assert config.regularisers.total_variation >= 10.0
 
@@ -27,18 +32,18 @@ def test_cpu_presets_decay_the_rate_and_smooth_the_grid(preset):
 @pytest.mark.parametrize("preset", ["preview", "standard", "high"])
 @pytest.mark.parametrize("method", ["sds", "vsd", "sjc"])
 def test_cpu_presets_frame_views_as_the_builtin_model_was_trained(preset, method):
-    assert preset_config(preset, method, on_gpu=False).cameras == DatasetConfig().cameras
+    assert preset_config(preset, method, BUILTIN).cameras == DatasetConfig().cameras
 
 
-def test_gpu_presets_keep_random_framing_for_stable_diffusion():
-    cameras = preset_config("preview", "sds", on_gpu=True).cameras
+def test_stable_diffusion_presets_keep_random_framing():
+    cameras = preset_config("preview", "sds", LATENT).cameras
     assert cameras.distance_range[0] < cameras.distance_range[1]
     assert cameras.fovy_range_deg[0] < cameras.fovy_range_deg[1]
 
 
-@pytest.mark.parametrize("on_gpu", [False, True])
-def test_edits_keep_a_low_constant_rate_and_light_smoothing(on_gpu):
-    preset = preset_config("preview", "sds", on_gpu=on_gpu)
+@pytest.mark.parametrize("family", list(ModelFamily))
+def test_edits_keep_a_low_constant_rate_and_light_smoothing(family):
+    preset = preset_config("preview", "sds", family)
     config = edit_config(preset)
     assert config.lr == min(preset.lr, EDIT_LR) and config.lr_end is None
     assert config.regularisers.total_variation == min(
@@ -54,18 +59,35 @@ def test_edge_smoothing_eps_must_be_positive():
 
 def test_unknown_names_are_named():
     with pytest.raises(ValueError, match="preset"):
-        preset_config("ultra", "sds", on_gpu=False)
+        preset_config("ultra", "sds", BUILTIN)
     with pytest.raises(ValueError, match="method"):
-        preset_config("preview", "dreamtime", on_gpu=False)
+        preset_config("preview", "dreamtime", BUILTIN)
 
 
 def test_only_cpu_sds_guides_by_noise_level():
-    sds = preset_config("preview", "sds", on_gpu=False)
+    sds = preset_config("preview", "sds", BUILTIN)
     assert sds.guidance_interval == CPU_GUIDANCE_INTERVAL
     assert sds.regularisers == CPU_INTERVAL_REGULARISERS
-    for method, on_gpu in [("vsd", False), ("sjc", False), ("sds", True)]:
-        assert preset_config("preview", method, on_gpu).guidance_interval is None, method
+    for method, family in [("vsd", BUILTIN), ("sjc", BUILTIN), ("sds", LATENT), ("sds", PIXEL)]:
+        assert preset_config("preview", method, family).guidance_interval is None, method
     edit = edit_config(sds)
     assert edit.guidance_interval is None and edit.views == 4
     assert edit.regularisers.edge_total_variation == 0.0
-    assert edit_config(preset_config("preview", "sds", on_gpu=True)).views == 1
+    assert edit_config(preset_config("preview", "sds", LATENT)).views == 1
+
+
+@pytest.mark.parametrize("preset", ["preview", "standard", "high"])
+def test_each_family_has_its_own_table(preset):
+    builtin, latent, pixel = (preset_config(preset, "sds", f) for f in ModelFamily)
+    assert builtin.resolution <= 48 and builtin.cameras == DatasetConfig().cameras
+    assert latent.resolution >= 64 and latent.guidance_scale == 100.0
+    assert pixel.guidance_scale == IF_GUIDANCE_SCALE and pixel.steps == latent.steps
+    assert preset_config(preset, "vsd", LATENT).guidance_scale == 7.5
+
+
+def test_the_family_follows_the_model_not_the_device(pixel_prior, latent_prior):
+    from tests.tiny_priors import tiny_pixel_prior
+
+    assert latent_prior.family is LATENT
+    assert pixel_prior.family is PIXEL
+    assert tiny_pixel_prior(camera_conditioned=True).family is BUILTIN
