@@ -23,8 +23,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import torch
 import torch.nn.functional as F
+import transformers
 
 from backend.guidance.camera_condition import (
     CAMERA_CONDITION_DIM,
@@ -182,6 +184,8 @@ class DiffusionPrior:
         source = resolve_model(name_or_path)
         index = read_model_index(source)
         _check_local_components(source, index)
+        diffusers.utils.logging.disable_progress_bar()  # one progress line is the CLI's own
+        transformers.utils.logging.disable_progress_bar()
         parts = {}
         for name in (*REQUIRED_COMPONENTS, "vae"):
             if index.get(name, [None])[0] is None:

@@ -1,0 +1,95 @@
+"""Mixed precision: the frozen prior in fp16 / bf16, everything trained in fp32, non-finite
+gradients counted and failed loudly. The first two tests reproduce the bugs that fp16 had
+(VSD's LoRA going NaN after one step; the distillation loss overflowing fp16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.guidance.distillation import DistillationStep
+from backend.guidance.precision import (
+    NonFiniteGradient,
+    NonFiniteGuard,
+    precision_name,
+    resolve_precision,
+)
+from backend.guidance.prior import DiffusionPrior
+from backend.guidance.vsd import VSD
+from backend.render.cameras import orbit_cameras
+from tests.tiny_checkpoints import save_tiny_deepfloyd_if, save_tiny_stable_diffusion
+
+HALF = [torch.float16, torch.bfloat16]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """The tiny SD- and IF-layout folders, written once for this module."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "sd": str(save_tiny_stable_diffusion(root / "sd")),
+        "if": str(save_tiny_deepfloyd_if(root / "if")),
+    }
+
+
+def _train_lora(folder: str, dtype: torch.dtype, steps: int = 6) -> tuple[list[float], list]:
+    """LoRA losses over `steps` updates on fixed renders, and which trainable tensors moved."""
+    prior = DiffusionPrior.load(folder, dtype=dtype)
+    assert prior.unet.dtype == dtype
+    x0 = prior.encode_images(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    two = torch.ones(2)
+    c2w = orbit_cameras(15.0 * two, torch.tensor([0.0, 90.0]), 1.75 * two, 55.0 * two).c2w
+    generator = torch.Generator().manual_seed(0)
+    with VSD(prior) as vsd:
+        params = vsd.lora.trainable_parameters
+        assert all(p.dtype == torch.float32 for p in params)  # fp32 master weights
+        before = [p.detach().clone() for p in params]
+        losses = [vsd.train_lora(x0, c2w, generator) for _ in range(steps)]
+        assert all(torch.isfinite(p).all() for p in params)
+        moved = [not torch.equal(a, b) for a, b in zip(params, before, strict=True)]
+    return losses, moved
+
+
+@pytest.mark.parametrize("layout", ["sd", "if"])
+@pytest.mark.parametrize("dtype", HALF, ids=precision_name)
+def test_vsd_lora_learns_in_half_precision_what_it_learns_in_fp32(checkpoints, layout, dtype):
+    losses, moved = _train_lora(checkpoints[layout], dtype)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    reference_losses, reference_moved = _train_lora(checkpoints[layout], torch.float32)
+    assert sum(moved) >= len(moved) // 2
+    assert moved == reference_moved  # the same adapter matrices and camera MLP train
+    assert losses == pytest.approx(reference_losses, rel=0.05)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=precision_name)
+def test_the_distillation_loss_is_fp32_and_does_not_overflow(checkpoints, dtype):
+    prior = DiffusionPrior.load(checkpoints["sd"], dtype=dtype)
+    rgb = torch.rand(2, 3, 32, 32, requires_grad=True)
+    x0 = prior.encode_images(rgb)
+    assert x0.dtype == torch.float32
+    grad = 20.0 * torch.randn_like(x0)  # RMS 20 per element: 0.5 |g|^2 overflows fp16
+    step = DistillationStep.from_gradient(x0, grad, torch.tensor([500, 500]))
+    assert torch.isfinite(step.loss)
+    step.loss.backward()
+    assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
+
+
+def test_auto_precision_and_names():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == torch.float32
+    assert resolve_precision("fp16", cpu) == torch.float16
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert precision_name(torch.bfloat16) == "bf16"
+    with pytest.raises(ValueError, match=r"precision: 'fp8' is not one of auto, fp32, fp16, bf16"):
+        resolve_precision("fp8", cpu)
+
+
+def test_guard_fails_past_its_limit_naming_what_when_and_which_precision():
+    guard = NonFiniteGuard("method sds", "fp16", limit=2)
+    assert guard.check(True, 1) and not guard.check(False, 2) and not guard.check(False, 3)
+    with pytest.raises(NonFiniteGradient, match=r"method sds .* 3 steps .*step 7.* fp16"):
+        guard.check(False, 7)
+    run = NonFiniteGuard("vsd's LoRA", "fp16", limit=2, consecutive=True)
+    for step in range(10):  # bad steps that do not run on are the loss scale finding its level
+        run.check(step % 2 == 0, step + 1)
+    assert run.total == 5
