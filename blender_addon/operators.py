@@ -37,7 +37,7 @@ from .glb_writer import object_glb
 from .importer import transform_of
 from .local_backend import LOCAL_BACKEND
 from .preferences import addon_preferences, user_dir
-from .properties import BoxDreamJob, BoxDreamSettings
+from .properties import DEFAULT_MODEL, BoxDreamJob, BoxDreamSettings
 from .session import SESSION, ConnectionBlocked, find_job
 
 BOX_DISPLAY_SIZE = 0.5
@@ -96,12 +96,15 @@ def prompt_boxes(scene: bpy.types.Scene) -> list[bpy.types.Object]:
 
 
 def sampling_fields(settings: BoxDreamSettings) -> dict[str, Any]:
-    """Negative prompt, method, preset and seed: the request fields every job kind shares."""
+    """Negative prompt, method, preset, seed, model and precision: the request fields every
+    job kind shares."""
     return {
         "negative_prompt": settings.negative_prompt.strip(),
         "method": settings.method,
         "preset": settings.preset,
         "seed": settings.seed,
+        "model": None if settings.model in ("", DEFAULT_MODEL) else settings.model,
+        "precision": settings.precision,
     }
 
 
@@ -223,7 +226,11 @@ class BOXDREAM_OT_generate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.boxdream
-        request = GenerateRequest(prompt=settings.prompt.strip(), **sampling_fields(settings))
+        request = GenerateRequest(
+            prompt=settings.prompt.strip(),
+            particles=settings.particles,
+            **sampling_fields(settings),
+        )
         cursor = context.scene.cursor.location.copy()
 
         def fill(job: BoxDreamJob) -> None:

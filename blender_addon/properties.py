@@ -19,6 +19,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from protocol.messages import MAX_PARTICLES, PRECISIONS
+
 METHOD_ITEMS = [
     ("sds", "SDS", "Score distillation sampling (DreamFusion): fast, saturated"),
     ("vsd", "VSD", "Variational score distillation (ProlificDreamer): slower, more detail"),
@@ -29,6 +31,33 @@ PRESET_ITEMS = [
     ("standard", "Standard", "More steps and samples per ray"),
     ("high", "High", "Most steps, finer grid and a larger texture"),
 ]
+PRECISION_DESCRIPTIONS = {
+    "auto": "bf16 or fp16 on a GPU, fp32 on a CPU (the server decides)",
+    "fp32": "Full precision: slowest on a GPU, always safe",
+    "fp16": "Half precision: fast on any CUDA GPU",
+    "bf16": "bfloat16: fast and overflow-free on recent GPUs (A100, H100, RTX 30xx and newer)",
+}
+PRECISION_ITEMS = [(name, name, PRECISION_DESCRIPTIONS[name]) for name in PRECISIONS]
+DEFAULT_MODEL = "__server_default__"
+"""The model item that sends no model: the server's default."""
+_model_items: list[tuple[str, str, str]] = []
+"""The last model list handed to Blender (it keeps no reference to dynamic item strings)."""
+
+
+def model_items(_self: object, _context: bpy.types.Context | None) -> list[tuple[str, str, str]]:
+    """The server's models from its hello reply, after "server default"."""
+    from .session import SESSION  # session imports this module
+
+    info = SESSION.state.info
+    models = list(info.models) if info is not None else []
+    default = info.default_model if info is not None else None
+    _model_items[:] = [
+        (DEFAULT_MODEL, f"Server default ({default})" if default else "Server default", ""),
+        *((name, name, f"Ask the server for {name}") for name in models),
+    ]
+    return _model_items
+
+
 EDIT_MODE_ITEMS = [
     ("texture", "Texture", "Repaint the surface; the geometry stays as it is"),
     ("shape", "Shape", "Change the geometry too"),
@@ -144,6 +173,22 @@ class BoxDreamSettings(bpy.types.PropertyGroup):
     method: EnumProperty(name="Method", items=METHOD_ITEMS, default="sds")
     preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="preview")
     seed: IntProperty(name="Seed", description="Random seed", default=0, min=0)
+    model: EnumProperty(
+        name="Model", description="Which of the server's models to use", items=model_items
+    )
+    precision: EnumProperty(
+        name="Precision",
+        description="Precision the server runs the diffusion model in",
+        items=PRECISION_ITEMS,
+        default="auto",
+    )
+    particles: IntProperty(
+        name="Results",
+        description="Different results from one prompt (VSD's particles share what it learns)",
+        default=1,
+        min=1,
+        max=MAX_PARTICLES,
+    )
     size: FloatProperty(
         name="Size",
         description="Largest dimension of a generated object",

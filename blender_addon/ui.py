@@ -79,6 +79,11 @@ class BOXDREAM_PT_main(BoxDreamPanel, bpy.types.Panel):
         column = layout.column(align=True)
         column.label(text=f"Server {info.server_version}, device {info.device}")
         column.label(text=f"Model: {info.default_model or 'server default'}")
+        settings = info.model_settings or {}
+        if settings:
+            column.label(
+                text=f"Family {settings.get('family')}, precision {settings.get('precision')}"
+            )
         vocabulary = info.vocabulary or {}
         shapes = vocabulary.get("shapes")
         colours = vocabulary.get("colours")
@@ -107,8 +112,12 @@ class BOXDREAM_PT_generate(BoxDreamPanel, bpy.types.Panel):
         row.prop(settings, "method", text="")
         row.prop(settings, "preset", text="")
         row = layout.row(align=True)
+        row.prop(settings, "model", text="")
+        row.prop(settings, "precision", text="")
+        row = layout.row(align=True)
         row.prop(settings, "seed")
         row.prop(settings, "size")
+        layout.prop(settings, "particles")
         layout.operator("boxdream.generate", icon="SHADERFX")
 
 

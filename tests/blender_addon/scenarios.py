@@ -276,6 +276,42 @@ class LayoutProxy:
         return getattr(self._target, name)
 
 
+def request_fields() -> dict:
+    """The model list from the hello reply, and what a job sends for model, precision and
+    particles."""
+    enable_addon()
+    session, operators = addon("session"), addon("operators")
+    from protocol.limits import Limits
+    from protocol.messages import GenerateRequest, ServerInfo
+
+    settings = bpy.context.scene.boxdream
+    default = operators.sampling_fields(settings)
+    session.SESSION.state = session.ConnectionState(
+        status="connected",
+        address="tcp://127.0.0.1:5555",
+        info=ServerInfo(
+            server_version="0.1.0",
+            protocol_version=1,
+            device="cuda:0",
+            models=["tiny-shapes", "sd-2.1-base"],
+            default_model="sd-2.1-base",
+            methods=["vsd"],
+            presets={"vsd": ["preview"]},
+            limits=Limits(),
+            model_settings={"family": "latent", "precision": "bf16"},
+        ),
+    )
+    items = [item[0] for item in addon("properties").model_items(settings, bpy.context)]
+    settings.model, settings.precision, settings.particles = "tiny-shapes", "fp16", 3
+    chosen = operators.sampling_fields(settings)
+    request = GenerateRequest(prompt="a red cube", particles=settings.particles, **chosen)
+    return {
+        "items": items,
+        "default": [default["model"], default["precision"]],
+        "chosen": [request.model, request.precision, request.particles],
+    }
+
+
 def dead_server(address: str) -> dict:
     """Generate against an address where nothing listens: a clear error, quickly."""
     enable_addon()

@@ -79,6 +79,13 @@ def test_panels_draw_with_rna_checked_layout(run_scenario) -> None:
     ]
 
 
+def test_model_precision_and_particles_reach_the_request(run_scenario) -> None:
+    seen = run_scenario("request_fields")
+    assert seen["items"] == ["__server_default__", "tiny-shapes", "sd-2.1-base"]
+    assert seen["default"] == [None, "auto"]
+    assert seen["chosen"] == ["tiny-shapes", "fp16", 3]
+
+
 def test_dead_server_is_a_clear_error_within_seconds(run_scenario) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     seen = run_scenario("dead_server", address=address, timeout_s=60)
