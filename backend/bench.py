@@ -1,6 +1,8 @@
 """`boxdream bench`: per-step cost of each distillation method and of the export, on this
-machine, with the built-in model (or `--model`). Each method runs in its own process so peak
-memory figures do not mix. Speed goals are checked here, not in timed tests."""
+machine, with the built-in model (or `--model`, or a full-size published architecture with
+random weights: `--architecture sd-2.1`). Each method runs in its own process so peak memory
+figures do not mix. A step is split into render, encode (VAE), U-Net, LoRA (VSD), backward
+and optimiser. Speed goals are checked here, not in timed tests."""
 
 from __future__ import annotations
 
@@ -14,20 +16,33 @@ import sys
 import time
 from dataclasses import replace
 
-from backend.pipelines.catalogue import METHODS
+from backend.pipelines.catalogue import ARCHITECTURES, METHODS
+from protocol.messages import PRECISIONS
 
 WARMUP_STEPS = 3
+ARCHITECTURE_WARMUP_STEPS = 1
+"""Warm-up steps before timing a full-size architecture (a CPU step takes many seconds)."""
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(method: str, steps: int, preset: str, model: str | None, device: str) -> dict:
+def measure(
+    method: str,
+    steps: int,
+    preset: str,
+    model: str | None,
+    device: str,
+    precision: str = "auto",
+    architecture: str | None = None,
+) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures."""
     import torch
 
     from backend.export.export_field import ExportTimings, export_field, to_glb
+    from backend.guidance.architectures import BUILDERS
+    from backend.guidance.precision import resolve_precision
     from backend.pipelines.distill_loop import LoopState
     from backend.pipelines.generate import optimise_prompt_field
     from backend.pipelines.presets import preset_config
@@ -35,44 +50,56 @@ def measure(method: str, steps: int, preset: str, model: str | None, device: str
     from protocol.messages import GenerateRequest
 
     torch_device = resolve_device(device)
-    prior = load_prior(model, torch_device)
-    config = preset_config(preset, method, on_gpu=torch_device.type == "cuda")
-    config = replace(config, steps=steps + WARMUP_STEPS, preview_every=0)
+    if architecture is None:
+        prior = load_prior(model, torch_device, precision)
+        warmup = WARMUP_STEPS
+    else:
+        prior = BUILDERS[architecture](torch_device, resolve_precision(precision, torch_device))
+        warmup = ARCHITECTURE_WARMUP_STEPS
+    preset_steps = preset_config(preset, method, prior.family).steps
+    config = replace(preset_config(preset, method, prior.family), steps=steps + warmup)
+    config = replace(config, preview_every=0)
     request = GenerateRequest(prompt="a red cube", method=method, preset=preset)
     state = LoopState()
     times: list[float] = []
     loop = optimise_prompt_field(request, prior, config, lambda: False, state)
     tick = time.perf_counter()
-    warm_render = warm_guidance = 0.0
+    warm: dict[str, float] = {}
     try:
         while True:
             next(loop)
             now = time.perf_counter()
             times.append(now - tick)
             tick = now
-            if state.step == WARMUP_STEPS:
-                warm_render, warm_guidance = state.render_ms, state.guidance_ms
+            if state.step == warmup:
+                warm = dict(state.section_ms)
     except StopIteration as done:
         field = done.value
-    measured = times[WARMUP_STEPS:]
+    measured = times[warmup:]
     timings = ExportTimings()
     mesh = export_field(
         field, config.export, config.face_budget, config.texture_size, timings=timings
     )
     to_glb(mesh, timings=timings)
     step_ms = 1000 * sum(measured) / len(measured)
+    sections = {k: (v - warm.get(k, 0.0)) / steps for k, v in state.section_ms.items()}
     return {
         "method": method,
         "preset": preset,
+        "model": architecture or model or "tiny-shapes",
+        "precision": prior.precision,
         "device": str(torch_device),
         "views x res": f"{config.views} x {config.resolution}^2",
         "samples/ray": config.render.coarse_samples + config.render.fine_samples,
         "grid": config.grid.resolution,
         "step_ms": step_ms,
-        "render_fwd_bwd_ms": (state.render_ms - warm_render) / steps,
-        "guidance_ms": (state.guidance_ms - warm_guidance) / steps,
+        "render_fwd_bwd_ms": sections["render"] + sections["backward"] + sections["optimiser"],
+        "guidance_ms": sum(
+            v for k, v in sections.items() if k not in ("render", "backward", "optimiser")
+        ),
+        "section_ms": sections,
         "steps_per_s": 1000.0 / step_ms,
-        "preset_steps": preset_config(preset, method, torch_device.type == "cuda").steps,
+        "preset_steps": preset_steps,
         "export_ms": timings.total_ms,
         "export_faces": int(mesh.faces.shape[0]),
         "peak_rss_mb": _peak_rss_mb(),
@@ -80,6 +107,27 @@ def measure(method: str, steps: int, preset: str, model: str | None, device: str
         if torch.cuda.is_available()
         else None,
     }
+
+
+def _sections_table(rows: list[dict]) -> str:
+    """A step split into its parts, with peak memory (the architecture bench)."""
+    header = (
+        "| method | precision | views x res | render ms | VAE encode ms | U-Net ms | LoRA ms | "
+        "backward ms | optimiser ms | step ms | preset run (est.) | peak memory MB |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for r in rows:
+        part = r["section_ms"]
+        run_s = r["preset_steps"] * r["step_ms"] / 1000 + r["export_ms"] / 1000
+        memory = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
+        kind = "CUDA max allocated" if r["peak_cuda_mb"] is not None else "RSS"
+        lines.append(
+            f"| {r['method']} | {r['precision']} | {r['views x res']} | {part['render']:.0f} | "
+            f"{part['encode']:.0f} | {part['guidance']:.0f} | {part.get('lora', 0.0):.0f} | "
+            f"{part['backward']:.0f} | {part['optimiser']:.0f} | {r['step_ms']:.0f} | "
+            f"{run_s / 60:.1f} min ({r['preset_steps']} steps) | {memory:.0f} ({kind}) |"
+        )
+    return "\n".join(lines)
 
 
 def _table(rows: list[dict]) -> str:
@@ -105,9 +153,20 @@ def main(args: argparse.Namespace | None = None) -> int:
         args = build_parser().parse_args()
     import torch
 
+    if args.preset is None:
+        args.preset = "standard" if args.architecture else "preview"
     if args.one:
         torch.set_num_threads(args.threads)
-        print(json.dumps(measure(args.one, args.steps, args.preset, args.model, args.device)))
+        figures = measure(
+            args.one,
+            args.steps,
+            args.preset,
+            args.model,
+            args.device,
+            args.precision,
+            args.architecture,
+        )
+        print(json.dumps(figures))
         return 0
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -133,6 +192,9 @@ def main(args: argparse.Namespace | None = None) -> int:
         ]
         if args.model:
             cmd += ["--model", args.model]
+        if args.architecture:
+            cmd += ["--architecture", args.architecture]
+        cmd += ["--precision", args.precision]
         print(f"measuring {method} ...", file=sys.stderr, flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -145,8 +207,10 @@ def main(args: argparse.Namespace | None = None) -> int:
         f"machine: {cpu}, {os.cpu_count()} cores, bench used {args.threads} torch threads, "
         f"torch {torch.__version__}, python {platform.python_version()}"
     )
-    print(f"model: {args.model or 'tiny-shapes'}, preset {args.preset}, {args.steps} timed steps")
-    print(_table(rows))
+    model = args.architecture or args.model or "tiny-shapes"
+    weights = " (random weights)" if args.architecture else ""
+    print(f"model: {model}{weights}, preset {args.preset}, {args.steps} timed steps")
+    print(_sections_table(rows) if args.architecture else _table(rows))
     if args.json:
         print(json.dumps(rows))
     return 0
@@ -162,8 +226,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=24,
         help="timed steps per method (measured: 8 read up to 45%% slower than 24 on 2 cores)",
     )
-    parser.add_argument("--preset", default="preview")
+    parser.add_argument("--preset", default=None, help="preview (standard with --architecture)")
     parser.add_argument("--model", default=None)
+    parser.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default=None,
+        help="a full-size published architecture with random weights (no download)",
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")

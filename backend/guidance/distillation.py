@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -112,6 +112,9 @@ class DistillationStep:
     loss: torch.Tensor
     grad_norm: float
     timesteps: torch.Tensor
+    section_ms: dict[str, float] = field(default_factory=dict)
+    """Milliseconds of named parts of the step the loop reports apart from the U-Net's
+    forwards (VSD: "lora", its update)."""
 
     @classmethod
     def from_gradient(

@@ -16,6 +16,7 @@ range with 8 bits of mantissa.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import torch
@@ -59,6 +60,14 @@ def precision_name(dtype: torch.dtype) -> str:
         if known == dtype:
             return name
     raise ValueError(f"precision: {dtype} is not one of {', '.join(DTYPES)}")
+
+
+def synchronised_clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (CUDA runs asynchronously), so that
+    timings of GPU work are true."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def all_finite(tensors: Iterable[torch.Tensor | None]) -> bool:

@@ -40,7 +40,7 @@ from backend.guidance.distillation import (
     weight_of,
 )
 from backend.guidance.lora import CameraLoRA
-from backend.guidance.precision import NonFiniteGuard, ScaledOptimiser
+from backend.guidance.precision import NonFiniteGuard, ScaledOptimiser, synchronised_clock
 from backend.guidance.prior import DiffusionPrior
 
 LORA_NON_FINITE_LIMIT = 20
@@ -159,8 +159,12 @@ class VSD:
         )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         grad = vsd_gradient(self.prior, self.lora, x0, guided_noise, c2w, t, noise, self.config)
+        start = synchronised_clock(self.prior.device)
         self.train_lora(x0, c2w, generator)
-        return DistillationStep.from_gradient(x0, grad, t)
+        lora_ms = 1000 * (synchronised_clock(self.prior.device) - start)
+        step = DistillationStep.from_gradient(x0, grad, t)
+        step.section_ms["lora"] = lora_ms
+        return step
 
     def close(self) -> None:
         """Take the LoRA off the shared prior (idempotent)."""

@@ -6,3 +6,6 @@ PRESETS: tuple[str, ...] = ("preview", "standard", "high")
 """Quality presets, fastest first."""
 METHODS: tuple[str, ...] = ("sds", "vsd", "sjc")
 """Score-distillation methods."""
+ARCHITECTURES: tuple[str, ...] = ("sd-2.1",)
+"""Published architectures `boxdream bench --architecture` builds with random weights
+(`backend.guidance.architectures`)."""

@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 
 from backend.guidance.distillation import DistillationMethod, GuidedNoise
-from backend.guidance.precision import NonFiniteGuard, all_finite
+from backend.guidance.precision import NonFiniteGuard, all_finite, synchronised_clock
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
@@ -44,9 +44,10 @@ Adam leaves them, and their moment estimates, as they are."""
 
 
 STEP_SECTIONS = ("render", "encode", "guidance", "backward", "optimiser")
-"""The parts of a step `LoopState.section_ms` times: the render's forward, the encode into the
-prior's space (VAE forward for latent models), the method's step (U-Net forwards, and VSD's
-LoRA update), the backward through encode and render, the optimiser update."""
+"""The parts of a step `LoopState.section_ms` times in order: the render's forward, the encode
+into the prior's space (VAE forward for latent models), the method's step (U-Net forwards), the
+backward through encode and render, the optimiser update. A method may report parts of its step
+apart (`DistillationStep.section_ms`: VSD's "lora"), which then leave "guidance"."""
 
 
 @dataclass
@@ -70,8 +71,10 @@ class LoopState:
 
     @property
     def guidance_ms(self) -> float:
-        """Total milliseconds in encode + distillation step (U-Net forwards)."""
-        return self.section_ms["encode"] + self.section_ms["guidance"]
+        """Total milliseconds in encode + the method's step (U-Net forwards, VSD's LoRA)."""
+        return sum(
+            v for k, v in self.section_ms.items() if k not in ("render", "backward", "optimiser")
+        )
 
 
 def learning_rate(config: DistillConfig, progress: float) -> float:
@@ -80,13 +83,6 @@ def learning_rate(config: DistillConfig, progress: float) -> float:
     if config.lr_end is None:
         return config.lr
     return config.lr * (config.lr_end / config.lr) ** progress
-
-
-def _clock(device: torch.device) -> float:
-    """perf_counter after the device's queued work is done (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def run_progress(step: int, steps: int) -> float:
@@ -155,7 +151,7 @@ def distill(
         backgrounds = sample_backgrounds(b, generator)
 
         shown = field if subject is None else subject(step)
-        ticks = [_clock(device)]
+        ticks = [synchronised_clock(device)]
         out = renderer(
             shown,
             cameras,
@@ -167,11 +163,11 @@ def distill(
             config.shading,
             generator,
         )
-        ticks.append(_clock(device))
+        ticks.append(synchronised_clock(device))
         x0 = prior.encode_images(out.rgb)
-        ticks.append(_clock(device))
+        ticks.append(synchronised_clock(device))
         distilled = method.step(x0, guided_noise, cameras.c2w, progress, generator)
-        ticks.append(_clock(device))
+        ticks.append(synchronised_clock(device))
 
         lambda_orient = reg.orientation_start + progress * (
             reg.orientation_end - reg.orientation_start
@@ -187,7 +183,7 @@ def distill(
             loss = loss + smoothing_loss(shown, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        ticks.append(_clock(device))
+        ticks.append(synchronised_clock(device))
         finite = all_finite(p.grad for p in field.parameters())
         if guard.check(finite, step + 1):
             optimiser.step()
@@ -195,9 +191,12 @@ def distill(
             state.non_finite_steps += 1
         if after_step is not None:
             after_step()
-        ticks.append(_clock(device))
+        ticks.append(synchronised_clock(device))
         for section, (t0, t1) in zip(STEP_SECTIONS, itertools.pairwise(ticks), strict=True):
             state.section_ms[section] += 1000 * (t1 - t0)
+        for section, ms in distilled.section_ms.items():
+            state.section_ms[section] = state.section_ms.get(section, 0.0) + ms
+            state.section_ms["guidance"] -= ms
 
         state.step = step + 1
         state.loss = float(loss.detach())
