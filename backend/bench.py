@@ -109,42 +109,61 @@ def measure(
     }
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def _run_estimate_s(row: dict) -> float:
+    """Seconds of a whole run of the preset at the measured step cost, plus the export."""
+    return row["preset_steps"] * row["step_ms"] / 1000 + row["export_ms"] / 1000
+
+
 def _sections_table(rows: list[dict]) -> str:
     """A step split into its parts, with peak memory (the architecture bench)."""
-    header = (
-        "| method | precision | views x res | render ms | VAE encode ms | U-Net ms | LoRA ms | "
-        "backward ms | optimiser ms | step ms | preset run (est.) | peak memory MB |"
-    )
-    lines = [header, "|" + "---|" * 12]
+    header = ["method", "precision", "views x res", "render ms", "VAE encode ms", "U-Net ms"]
+    header += ["LoRA ms", "backward ms", "optimiser ms", "step ms", "preset run (est.)"]
+    header += ["peak memory MB"]
+    cells = []
     for r in rows:
         part = r["section_ms"]
-        run_s = r["preset_steps"] * r["step_ms"] / 1000 + r["export_ms"] / 1000
-        memory = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
-        kind = "CUDA max allocated" if r["peak_cuda_mb"] is not None else "RSS"
-        lines.append(
-            f"| {r['method']} | {r['precision']} | {r['views x res']} | {part['render']:.0f} | "
-            f"{part['encode']:.0f} | {part['guidance']:.0f} | {part.get('lora', 0.0):.0f} | "
-            f"{part['backward']:.0f} | {part['optimiser']:.0f} | {r['step_ms']:.0f} | "
-            f"{run_s / 60:.1f} min ({r['preset_steps']} steps) | {memory:.0f} ({kind}) |"
+        on_gpu = r["peak_cuda_mb"] is not None
+        memory = f"{r['peak_cuda_mb'] if on_gpu else r['peak_rss_mb']:.0f}"
+        parts = ("render", "encode", "guidance", "lora", "backward", "optimiser")
+        cells.append(
+            [
+                r["method"],
+                r["precision"],
+                r["views x res"],
+                *(f"{part.get(k, 0.0):.0f}" for k in parts),
+                f"{r['step_ms']:.0f}",
+                f"{_run_estimate_s(r) / 60:.1f} min ({r['preset_steps']} steps)",
+                f"{memory} ({'CUDA max allocated' if on_gpu else 'RSS'})",
+            ]
         )
-    return "\n".join(lines)
+    return _markdown(header, cells)
 
 
 def _table(rows: list[dict]) -> str:
-    header = (
-        "| method | views x res | step ms | render fwd+bwd ms | guidance ms | steps/s | "
-        "preset run (est.) | export ms | peak RSS MB |"
-    )
-    lines = [header, "|" + "---|" * 9]
-    for r in rows:
-        run_s = r["preset_steps"] * r["step_ms"] / 1000 + r["export_ms"] / 1000
-        lines.append(
-            f"| {r['method']} | {r['views x res']} | {r['step_ms']:.0f} | "
-            f"{r['render_fwd_bwd_ms']:.0f} | {r['guidance_ms']:.0f} | {r['steps_per_s']:.2f} | "
-            f"{run_s:.0f} s ({r['preset_steps']} steps) | {r['export_ms']:.0f} | "
-            f"{r['peak_rss_mb']:.0f} |"
-        )
-    return "\n".join(lines)
+    """Step cost, its render and guidance parts, the export and peak RSS per method."""
+    header = ["method", "views x res", "step ms", "render fwd+bwd ms", "guidance ms", "steps/s"]
+    header += ["preset run (est.)", "export ms", "peak RSS MB"]
+    cells = [
+        [
+            r["method"],
+            r["views x res"],
+            f"{r['step_ms']:.0f}",
+            f"{r['render_fwd_bwd_ms']:.0f}",
+            f"{r['guidance_ms']:.0f}",
+            f"{r['steps_per_s']:.2f}",
+            f"{_run_estimate_s(r):.0f} s ({r['preset_steps']} steps)",
+            f"{r['export_ms']:.0f}",
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        for r in rows
+    ]
+    return _markdown(header, cells)
 
 
 def main(args: argparse.Namespace | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.tiny_checkpoints import save_tiny_deepfloyd_if, save_tiny_stable_diffusion
 from tests.tiny_priors import tiny_latent_prior, tiny_pixel_prior
 
 torch.set_num_threads(1)
@@ -21,3 +22,14 @@ def pixel_prior():
 def latent_prior():
     """A random Stable-Diffusion-shaped prior: U-Net, AutoencoderKL and CLIP text encoder."""
     return tiny_latent_prior()
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Tiny checkpoint folders in the published layouts, written once: "sd" (Stable Diffusion)
+    and "if" (DeepFloyd-IF-style)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "sd": str(save_tiny_stable_diffusion(root / "sd")),
+        "if": str(save_tiny_deepfloyd_if(root / "if")),
+    }

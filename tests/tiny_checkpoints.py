@@ -10,23 +10,11 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    DDPMScheduler,
-    IFPipeline,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
+from diffusers import DDIMScheduler, DDPMScheduler, IFPipeline, StableDiffusionPipeline
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTokenizer,
-    PreTrainedTokenizerFast,
-    T5Config,
-    T5EncoderModel,
-)
+from transformers import CLIPTokenizer, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+from tests.tiny_priors import tiny_text_encoder, tiny_unet, tiny_vae
 
 WORDS = ("a", "red", "blue", "green", "cube", "sphere", "cone", "of", "the")
 """Words the tiny tokenizers merge into single tokens (anything else still tokenizes)."""
@@ -94,56 +82,23 @@ def t5_tokenizer(max_tokens: int = 16) -> PreTrainedTokenizerFast:
     )
 
 
-def _unet(channels_in: int, channels_out: int, text_dim: int, **extra) -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=channels_in,
-        out_channels=channels_out,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=text_dim,
-        attention_head_dim=2,
-        **extra,
-    )
-
-
 def save_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
     """A Stable-Diffusion-layout folder: 8x8 latents of 32x32 images, CLIP text, v-prediction
     off (epsilon, as SD 1.x), DDIM scheduler as SD ships; returns `folder`."""
     torch.manual_seed(seed)
     tokenizer = clip_tokenizer(folder.parent / f"{folder.name}-bpe")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=tokenizer.model_max_length,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        norm_num_groups=4,
-        layers_per_block=1,
-        sample_size=32,
+    text_encoder = tiny_text_encoder(
+        len(tokenizer),
+        tokenizer.model_max_length,
+        pad=tokenizer.pad_token_id,
+        bos=tokenizer.bos_token_id,
+        eos=tokenizer.eos_token_id,
     )
     pipeline = StableDiffusionPipeline(
-        vae=vae,
+        vae=tiny_vae(),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=_unet(4, 4, 32),
+        unet=tiny_unet(16, 4),
         scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
@@ -192,10 +147,10 @@ def save_tiny_deepfloyd_if(folder: Path, seed: int = 0) -> Path:
             eos_token_id=1,
         )
     )
-    unet = _unet(
+    unet = tiny_unet(
+        16,
         3,
-        6,
-        32,
+        out_channels=6,
         encoder_hid_dim=32,
         encoder_hid_dim_type="text_proj",
         addition_embed_type="text",

@@ -11,7 +11,10 @@ from backend.guidance.camera_condition import CAMERA_CONDITION_DIM
 from backend.guidance.prior import DiffusionPrior
 
 
-def _text_encoder(vocab_size: int, max_tokens: int) -> CLIPTextModel:
+def tiny_text_encoder(
+    vocab_size: int, max_tokens: int, pad: int = 0, bos: int = 1, eos: int = 2
+) -> CLIPTextModel:
+    """A 2-layer CLIP text encoder, 32 wide."""
     return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=vocab_size,
@@ -20,15 +23,18 @@ def _text_encoder(vocab_size: int, max_tokens: int) -> CLIPTextModel:
             num_hidden_layers=2,
             num_attention_heads=2,
             max_position_embeddings=max_tokens,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
+            pad_token_id=pad,
+            bos_token_id=bos,
+            eos_token_id=eos,
         )
     )
 
 
-def tiny_unet(sample_size: int, channels: int, camera_dim: int = 0) -> UNet2DConditionModel:
-    """A 2-level U-Net; camera_dim > 0: it takes a class label of that many numbers."""
+def tiny_unet(
+    sample_size: int, channels: int, camera_dim: int = 0, out_channels: int | None = None, **extra
+) -> UNet2DConditionModel:
+    """A 2-level U-Net; camera_dim > 0: it takes a class label of that many numbers;
+    `out_channels` (default `channels`) and `extra` config as diffusers takes them."""
     camera_kwargs = (
         {"class_embed_type": "projection", "projection_class_embeddings_input_dim": camera_dim}
         if camera_dim
@@ -37,7 +43,7 @@ def tiny_unet(sample_size: int, channels: int, camera_dim: int = 0) -> UNet2DCon
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=channels,
-        out_channels=channels,
+        out_channels=out_channels or channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
         norm_num_groups=4,
@@ -46,6 +52,7 @@ def tiny_unet(sample_size: int, channels: int, camera_dim: int = 0) -> UNet2DCon
         cross_attention_dim=32,
         attention_head_dim=2,
         **camera_kwargs,
+        **extra,
     )
 
 
@@ -59,16 +66,14 @@ def tiny_pixel_prior(
     return DiffusionPrior.from_components(
         tiny_unet(16, 3, CAMERA_CONDITION_DIM if camera_conditioned else 0),
         DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type),
-        _text_encoder(len(tokenizer), tokenizer.model_max_length),
+        tiny_text_encoder(len(tokenizer), tokenizer.model_max_length),
         tokenizer,
     )
 
 
-def tiny_latent_prior(seed: int = 0) -> DiffusionPrior:
-    """SD-shaped: 8x8 latents (4 channels) from 32x32 images through a 2-level AutoencoderKL."""
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    vae = AutoencoderKL(
+def tiny_vae() -> AutoencoderKL:
+    """A 2-level AutoencoderKL: 16x16 latents (4 channels) of 32x32 images."""
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -79,10 +84,16 @@ def tiny_latent_prior(seed: int = 0) -> DiffusionPrior:
         layers_per_block=1,
         sample_size=32,
     )
+
+
+def tiny_latent_prior(seed: int = 0) -> DiffusionPrior:
+    """SD-shaped: 16x16 latents (4 channels) from 32x32 images through `tiny_vae`."""
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
     return DiffusionPrior.from_components(
         tiny_unet(16, 4),
         DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear"),
-        _text_encoder(len(tokenizer), tokenizer.model_max_length),
+        tiny_text_encoder(len(tokenizer), tokenizer.model_max_length),
         tokenizer,
-        vae,
+        tiny_vae(),
     )

@@ -20,16 +20,6 @@ from backend.cli import main
 from backend.export.glb import read_glb
 from protocol.client import Client
 from protocol.errors import ServerUnreachable
-from tests.tiny_checkpoints import save_tiny_deepfloyd_if, save_tiny_stable_diffusion
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {
-        "sd": save_tiny_stable_diffusion(root / "sd"),
-        "if": save_tiny_deepfloyd_if(root / "if"),
-    }
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

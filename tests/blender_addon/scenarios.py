@@ -183,15 +183,34 @@ def prompt_boxes() -> dict:
     }
 
 
+def _connected(**info: Any) -> None:
+    """The session as if connected to a server whose hello reply has `info` (over defaults)."""
+    from protocol.limits import Limits
+    from protocol.messages import ServerInfo
+
+    session = addon("session")
+    fields = {
+        "server_version": "0.1.0",
+        "protocol_version": 1,
+        "device": "cpu",
+        "models": ["tiny-shapes"],
+        "default_model": "tiny-shapes",
+        "methods": ["sds"],
+        "presets": {"sds": ["preview"]},
+        "limits": Limits(),
+        **info,
+    }
+    session.SESSION.state = session.ConnectionState(
+        status="connected", address="tcp://127.0.0.1:5555", info=ServerInfo(**fields)
+    )
+
+
 def panels() -> dict:
     """Draw every panel and list with an RNA-checked layout, disconnected and connected."""
     from rna_layout import Drawn, RnaCheckedLayout
 
     enable_addon()
-    session = addon("session")
     ui = addon("ui")
-    from protocol.limits import Limits
-    from protocol.messages import ServerInfo
 
     def draw_all() -> Drawn:
         drawn = Drawn()
@@ -223,21 +242,7 @@ def panels() -> dict:
     scene = bpy.context.scene
     bpy.ops.boxdream.add_prompt_box(prompt="a red cube")
     bpy.ops.mesh.primitive_cube_add()
-    session.SESSION.state = session.ConnectionState(
-        status="connected",
-        address="tcp://127.0.0.1:5555",
-        info=ServerInfo(
-            server_version="0.1.0",
-            protocol_version=1,
-            device="cpu",
-            models=["tiny-shapes"],
-            default_model="tiny-shapes",
-            methods=["sds"],
-            presets={"sds": ["preview"]},
-            limits=Limits(),
-            vocabulary={"shapes": ["cube", "sphere"], "colours": ["red", "blue"]},
-        ),
-    )
+    _connected(vocabulary={"shapes": ["cube", "sphere"], "colours": ["red", "blue"]})
     states = ["running", "queued", "waiting", "done", "failed"]
     for index, state in enumerate(states):
         job = scene.boxdream.jobs.add()
@@ -280,26 +285,15 @@ def request_fields() -> dict:
     """The model list from the hello reply, and what a job sends for model, precision and
     particles."""
     enable_addon()
-    session, operators = addon("session"), addon("operators")
-    from protocol.limits import Limits
-    from protocol.messages import GenerateRequest, ServerInfo
+    operators = addon("operators")
+    from protocol.messages import GenerateRequest
 
     settings = bpy.context.scene.boxdream
     default = operators.sampling_fields(settings)
-    session.SESSION.state = session.ConnectionState(
-        status="connected",
-        address="tcp://127.0.0.1:5555",
-        info=ServerInfo(
-            server_version="0.1.0",
-            protocol_version=1,
-            device="cuda:0",
-            models=["tiny-shapes", "sd-2.1-base"],
-            default_model="sd-2.1-base",
-            methods=["vsd"],
-            presets={"vsd": ["preview"]},
-            limits=Limits(),
-            model_settings={"family": "latent", "precision": "bf16"},
-        ),
+    _connected(
+        models=["tiny-shapes", "sd-2.1-base"],
+        default_model="sd-2.1-base",
+        model_settings={"family": "latent", "precision": "bf16"},
     )
     items = [item[0] for item in addon("properties").model_items(settings, bpy.context)]
     settings.model, settings.precision, settings.particles = "tiny-shapes", "fp16", 3

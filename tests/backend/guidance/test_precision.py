@@ -17,19 +17,8 @@ from backend.guidance.precision import (
 from backend.guidance.prior import DiffusionPrior
 from backend.guidance.vsd import VSD
 from backend.render.cameras import orbit_cameras
-from tests.tiny_checkpoints import save_tiny_deepfloyd_if, save_tiny_stable_diffusion
 
 HALF = [torch.float16, torch.bfloat16]
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, str]:
-    """The tiny SD- and IF-layout folders, written once for this module."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {
-        "sd": str(save_tiny_stable_diffusion(root / "sd")),
-        "if": str(save_tiny_deepfloyd_if(root / "if")),
-    }
 
 
 def _train_lora(folder: str, dtype: torch.dtype, steps: int = 6) -> tuple[list[float], list]:

@@ -26,19 +26,9 @@ from protocol.messages import (
     Result,
 )
 from tests.backend.pipelines.edit_meshes import cube_glb, edit_request
-from tests.tiny_checkpoints import save_tiny_deepfloyd_if, save_tiny_stable_diffusion
 
 PRECISIONS = ["fp32", "fp16", "bf16"]
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {
-        "sd": str(save_tiny_stable_diffusion(root / "sd")),
-        "if": str(save_tiny_deepfloyd_if(root / "if")),
-    }
 
 
 @pytest.fixture

@@ -1,0 +1,40 @@
+"""The bench's architecture path with a tiny stand-in builder: a step split into its parts and
+the table that reports them (the full-size build is `boxdream bench --architecture sd-2.1`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend import bench
+from backend.guidance import architectures
+from tests.tiny_priors import tiny_latent_prior
+
+
+@pytest.mark.parametrize("method", ["sds", "vsd"])
+def test_architecture_bench_splits_the_step(monkeypatch, method):
+    monkeypatch.setitem(architectures.BUILDERS, "sd-2.1", lambda device, dtype: tiny_latent_prior())
+    monkeypatch.setattr(
+        bench, "replace", lambda config, **kw: bench_small(config, **kw), raising=False
+    )
+    row = bench.measure(method, 1, "preview", None, "cpu", "fp32", "sd-2.1")
+    parts = row["section_ms"]
+    assert set(parts) >= {"render", "encode", "guidance", "backward", "optimiser"}
+    assert all(v >= 0.0 for v in parts.values())
+    assert ("lora" in parts and parts["lora"] > 0.0) == (method == "vsd")
+    assert row["model"] == "sd-2.1" and row["precision"] == "fp32"
+    table = bench._sections_table([row])
+    assert f"| {method} | fp32 | 1 x 64^2 |" in table and "(RSS)" in table
+
+
+def bench_small(config, **changes):
+    """The preset at a test's size (a small grid and texture; the step count the bench asks)."""
+    from dataclasses import replace
+
+    from backend.field.grid_field import GridFieldConfig
+
+    return replace(
+        replace(config, **changes),
+        grid=GridFieldConfig(resolution=16),
+        face_budget=500,
+        texture_size=64,
+    )
