@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,10 @@ from protocol.errors import ErrorCode, ProtocolError
 T = TypeVar("T")
 
 _WHITESPACE_CONTROLS = frozenset("\t\n\r")
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Control characters (Unicode category Cc) and lone surrogates (not encodable as UTF-8)."""
+_UNSENDABLE_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+"""The same, less tab, newline and carriage return."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,13 @@ def as_text(
                 ErrorCode.BAD_VALUE, path, f"{path}: contains control character U+{ord(char):04X}"
             )
     return value
+
+
+def printable(text: str, *, multiline: bool = True) -> str:
+    """`text` with every character `as_text` rejects written as a `\\uXXXX` escape, so that
+    a message echoing received input (a field name) passes the receiver's validation."""
+    pattern = _UNSENDABLE_LINE if multiline else _UNSENDABLE
+    return pattern.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def as_choice(value: object, path: str, choices: tuple[str, ...]) -> str:

@@ -179,14 +179,15 @@ class Broker:
         try:
             request = decode_message(body, self._limits, REQUEST_TYPES)
         except ProtocolError as error:
-            self._send_client(identity, Error.of(error))
+            self._send_client(identity, Error.of(error, limits=self._limits))
             return
         try:
             self._handle(identity, request)
         except ProtocolError as error:
             unknown = error.code == ErrorCode.UNKNOWN_JOB
             self._send_client(
-                identity, Error.of(error, getattr(request, "job", None) if unknown else None)
+                identity,
+                Error.of(error, getattr(request, "job", None) if unknown else None, self._limits),
             )
         except Exception:
             log.exception("error while handling a %s request", request.TYPE)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import check_job_id, header_summary
 from protocol.glb import GLB_MAGIC
 from protocol.limits import Limits
@@ -85,7 +85,7 @@ class JobRecord:
             "field": "",
             "message": "the job failed without an error message",
         }
-        return Error(job=self.job, **details)
+        return Error.of(ProtocolError(**details), self.job)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -191,7 +191,7 @@ class Worker:
                     break
         except ProtocolError as error:
             if not should_cancel():
-                send(Error.of(error, job))
+                send(Error.of(error, job, self._limits))
                 return
         except Exception as exc:
             if not should_cancel():

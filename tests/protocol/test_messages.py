@@ -1013,3 +1013,15 @@ def test_error_event_and_exception_convert() -> None:
     assert event.job == JOB
     again = event.exception()
     assert (again.code, again.field, str(again)) == (error.code, error.field, error.message)
+
+
+def test_error_of_echoed_input_passes_validation() -> None:
+    """A field path echoing a received key (control characters, a lone surrogate) and an
+    overlong message still make an `Error` every receiver accepts."""
+    limits = Limits(max_name_chars=20, max_text_chars=50)
+    error = ProtocolError("extra_field", "\u008e\ud800.key", "\u008e\ud800: unknown field " * 9)
+    event = Error.of(error, JOB, limits)
+    validate(event, limits)
+    assert event.field == "\\u008e\\ud800.key"
+    assert len(event.message) == 50 and event.message.startswith("\\u008e\\ud800: unknown")
+    assert Error.of(ProtocolError("no_such_code", "", "m")).code == "internal"
