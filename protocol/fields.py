@@ -27,6 +27,14 @@ class NonFinite:
     text: str
 
 
+@dataclass(frozen=True)
+class HugeInt:
+    """A JSON integer too long to convert (`protocol.frames.MAX_INT_DIGITS`), kept so that the
+    field reader can name it and its range."""
+
+    digits: int
+
+
 def join(path: str, name: str | int) -> str:
     """The path of a child field: `join("boxes", 0)` is "boxes[0]", `join("a", "b")` "a.b"."""
     if isinstance(name, int):
@@ -42,6 +50,8 @@ def describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, NonFinite):
         return value.text
+    if isinstance(value, HugeInt):
+        return f"a {value.digits}-digit integer"
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
@@ -114,6 +124,10 @@ def as_choice(value: object, path: str, choices: tuple[str, ...]) -> str:
 
 def as_int(value: object, path: str, lo: int, hi: int) -> int:
     """An integer in `lo..hi` (JSON booleans and numbers with a fraction are rejected)."""
+    if isinstance(value, HugeInt):
+        raise ProtocolError(
+            ErrorCode.OUT_OF_RANGE, path, f"{path}: {describe(value)} is outside {lo}..{hi}"
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise wrong_type(path, "an integer", value)
     if not lo <= value <= hi:

@@ -129,10 +129,18 @@ CASES: list[tuple[str, list[bytes], str, str, str, Limits]] = [
     ("duplicate key", raw('{"v":1,"v":1}'), "bad_frame", "header", "duplicate", Limits()),
     (
         "too deep",
-        raw("[" * 100_000 + "]" * 100_000),
+        raw("[" * 5000 + "]" * 5000),
         "bad_frame",
         "header",
         "nested too deeply",
+        Limits(),
+    ),
+    (
+        "too many values",
+        raw("[" * 100_000 + "]" * 100_000),
+        "too_large",
+        "header",
+        "100001 values, limit is 10000",
         Limits(),
     ),
     (
@@ -360,7 +368,7 @@ CASES: list[tuple[str, list[bytes], str, str, str, Limits]] = [
         with_fields(GEN, setter("seed", 10**40)),
         "out_of_range",
         "seed",
-        "huge",
+        "a 41-digit integer is outside 0..4294967295",
         Limits(),
     ),
     (
