@@ -9,12 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from protocol.client import Client
 from protocol.errors import ProtocolError
+from protocol.frames import new_job_id
 from protocol.messages import Error, GenerateRequest, Progress
 from tests.backend.server.doubles import running_server
 
@@ -97,3 +99,18 @@ def test_stopped_server_tells_clients_and_marks_jobs_interrupted(tmp_path: Path)
     with running_server(jobs_dir) as server, Client(server.address) as client:
         assert client.status(running).state == "interrupted"
         assert client.status(queued).state == "interrupted"
+
+
+def test_an_interrupted_job_submitted_again_runs_again(tmp_path: Path) -> None:
+    jobs_dir, job = tmp_path / "jobs", new_job_id()
+    request = GenerateRequest(prompt="again steps=1000 step_ms=20", job=job)
+    with running_server(jobs_dir, devices=("cpu",)) as server, Client(server.address) as client:
+        client.submit(request)
+        wait_for_step(client, job, 1)
+    with running_server(jobs_dir, devices=("cpu",)) as server, Client(server.address) as client:
+        assert client.status(job).state == "interrupted"
+        assert client.submit(replace(request, prompt="again steps=2")) == job
+        assert client.wait(job, timeout_s=10).meshes
+        assert client.status(job).state == "done"
+        assert client.submit(request) == job  # a finished job is not run again
+        assert client.status(job).state == "done"
