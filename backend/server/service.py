@@ -16,6 +16,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from backend import __version__
+from backend.server.access import Access
 from backend.server.broker import Broker
 from backend.server.jobstore import JobStore
 from backend.server.lifeline import ENDPOINT_SOCKET, make_endpoint_folder, reap_endpoint_folders
@@ -103,6 +104,8 @@ class ServerConfig:
     worker_processes: bool = False
     """Run local workers as processes (spawned) rather than threads, so that a pipeline
     holding the GIL never starves the broker; `pipeline` must then be picklable."""
+    jobs_group: int | None = None
+    """Group id that may read the jobs folder (`--jobs-group`); None: only the server's user."""
 
 
 class Server:
@@ -158,7 +161,7 @@ class Server:
             log.warning(warning)
         for folder in reap_endpoint_folders():
             log.warning("removed %s, left by a server that ended without stopping", folder)
-        store = JobStore(config.jobs_dir, config.limits)
+        store = JobStore(config.jobs_dir, config.limits, Access(group=config.jobs_group))
         interrupted = store.recover()
         if interrupted:
             log.warning("marked %d unfinished jobs as interrupted", len(interrupted))
