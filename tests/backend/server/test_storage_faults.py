@@ -25,31 +25,23 @@ def _fails_with(client: Client, job: str, cause: str, disk: Disk) -> None:
     assert not [path.name for path in folder.iterdir() if path.name.startswith(("result", "."))]
 
 
-def test_a_disk_that_fills_mid_job_fails_it_and_the_server_goes_on(disk: Disk) -> None:
+@pytest.mark.parametrize(
+    ("fault", "repair", "cause"),
+    [("fill", "free", "disk full"), ("read_only", "writable", "read-only")],
+)
+def test_a_disk_fault_mid_job_fails_it_refuses_submits_and_the_server_goes_on(
+    disk: Disk, fault: str, repair: str, cause: str
+) -> None:
     with (
         running_server(disk.jobs_dir, devices=("cpu",)) as server,
         Client(server.address) as client,
     ):
-        job = client.submit(GenerateRequest(prompt="fills steps=10 step_ms=20"))
+        job = client.submit(GenerateRequest(prompt=f"{fault} steps=10 step_ms=20"))
         wait_for_step(client, job, 1)
-        disk.fill()
-        _fails_with(client, job, "disk full", disk)
-        disk.free()
-        after = client.submit(GenerateRequest(prompt="after steps=1"))
-        assert client.wait(after, timeout_s=10).meshes
-
-
-def test_a_jobs_folder_turned_read_only_fails_the_job_and_refuses_submits(disk: Disk) -> None:
-    with (
-        running_server(disk.jobs_dir, devices=("cpu",)) as server,
-        Client(server.address) as client,
-    ):
-        job = client.submit(GenerateRequest(prompt="read-only steps=10 step_ms=20"))
-        wait_for_step(client, job, 1)
-        disk.read_only()
-        _fails_with(client, job, "read-only", disk)
-        with pytest.raises(ProtocolError, match=f"^jobs folder {disk.jobs_dir}: read-only .*job"):
+        getattr(disk, fault)()
+        _fails_with(client, job, cause, disk)
+        with pytest.raises(ProtocolError, match=f"^jobs folder {disk.jobs_dir}: {cause} .*job"):
             client.submit(GenerateRequest(prompt="refused"))
-        disk.writable()
+        getattr(disk, repair)()
         after = client.submit(GenerateRequest(prompt="after steps=1"))
         assert client.wait(after, timeout_s=10).meshes
