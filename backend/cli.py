@@ -474,6 +474,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server.service import Server, ServerConfig
     from backend.server.worker import Worker
 
+    jobs_group = _jobs_group(args.jobs_group)
+
     logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
     runner, devices, info_fields = _server_side(args)
     pipeline = runner.run_job
@@ -513,7 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker_bind=args.worker_bind,
         max_queued=args.max_queued,
         worker_processes=True,
-        jobs_group=_jobs_group(args.jobs_group),
+        jobs_group=jobs_group,
     )
     server = Server(config, pipeline=pipeline, info_fields=info_fields)
     try:

@@ -330,3 +330,9 @@ def test_jobs_and_fetch_collect_a_result_after_a_disconnect(
     assert target.read_bytes() == make_glb() and "wrote" in err
     code, _, err = run(capsys, "fetch", "nope", "-o", str(target), "--server", server.address)
     assert code == 1 and "JOB_ID: 'nope' is not a job id" in one_error_line(err)
+
+
+def test_an_unknown_jobs_group_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--jobs-group", "no-such-group-29")
+    assert code == 2
+    assert one_error_line(err).startswith("--jobs-group: no group 'no-such-group-29' on this")
