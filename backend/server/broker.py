@@ -13,6 +13,10 @@ each busy worker a PROBE; the back ends are mandatory-routing ROUTERs whose peer
 when their connection ends (at once for a dead process, after the ZMTP heartbeat timeout for a
 silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
 interrupted, with an error that says so.
+
+A job store that cannot be written (disk full, read-only: `StorageError`) fails the job whose
+result it cannot keep and refuses new jobs, with the cause; the lesser writes (event lines,
+previews, the running state) are skipped with a warning, and the server goes on.
 """
 
 from __future__ import annotations
@@ -388,9 +392,7 @@ class Broker:
                 log.error("job %s failed: %s", job, error.message)
                 self._finish(job, JobState.FAILED, Error.of(error, job, self._limits))
                 return
-            log.info("job %s %s", job, JobState.DONE)
-            self._forward_event(job, body)
-            self._live.pop(job, None)
+            self._end(job, JobState.DONE, body)
             return
         elif isinstance(event, Error | Cancelled):
             slot.job = None
@@ -427,6 +429,10 @@ class Broker:
         self._best_effort(
             job, self._store.set_state, job, state, event if isinstance(event, Error) else None
         )
+        self._end(job, state, frames)
+
+    def _end(self, job: str, state: JobState, frames: list[bytes]) -> None:
+        """Tell the client of a job that ended (its recorded last event) and forget it."""
         log.info("job %s %s", job, state)
         self._forward_event(job, frames)
         self._live.pop(job, None)
