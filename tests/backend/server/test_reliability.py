@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import threading
 import time
@@ -32,12 +33,18 @@ HOSTILE_MESSAGES = 100
 
 
 def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie does not)."""
+    """Whether process `pid` runs: not a zombie where there is /proc, else (macOS, whose
+    launchd reaps orphans at once) whether it can be signalled."""
+    if Path("/proc/self").exists():
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return state != "Z"
+    return True
 
 
 def _alive_after(pids: list[int], seconds: float) -> list[int]:
