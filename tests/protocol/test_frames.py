@@ -20,7 +20,7 @@ from protocol.frames import (
     new_job_id,
 )
 from protocol.limits import Limits
-from protocol.messages import GenerateRequest
+from protocol.messages import GenerateRequest, JobList, JobSummary
 from protocol.version import PROTOCOL_VERSION
 
 
@@ -90,3 +90,9 @@ def test_a_huge_integer_names_its_field_and_range() -> None:
     assert caught.value.message == "seed: a 5000-digit integer is outside 0..4294967295"
     with pytest.raises(ProtocolError, match=r"^fields.seed: more than 40 digits$"):
         GenerateRequest(prompt="cube", seed=10**5000).to_wire()
+
+
+def test_the_largest_job_list_fits_the_value_limit() -> None:
+    summary = JobSummary(new_job_id(), "generate", "done", "a, b, [c], {d}" * 20, 1.0, 2.0)
+    reply = JobList(jobs=[summary] * Limits().max_list_jobs)
+    assert JobList.from_wire(reply.to_wire()) == reply
