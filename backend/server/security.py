@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import stat
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -82,6 +83,13 @@ class ServerCurve:
     def from_dir(cls, directory: Path) -> ServerCurve:
         """Read the server key pair from a keys folder made by `make_keys`."""
         directory = Path(directory)
+        mode = stat.S_IMODE((directory / SERVER_SECRET).stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "%s is readable by other users (mode %04o): chmod 600 it",
+                directory / SERVER_SECRET,
+                mode,
+            )
         public, secret = zmq.auth.load_certificate(directory / SERVER_SECRET)
         if secret is None:
             raise ValueError(f"{directory / SERVER_SECRET}: has no secret key")

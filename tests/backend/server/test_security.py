@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.server.security import exposure_warning, make_keys
+from backend.server.security import ServerCurve, exposure_warning, make_keys
 from protocol.client import Client
 from protocol.curve import CurveKeys
 from protocol.errors import ServerUnreachable
@@ -50,6 +50,17 @@ def test_keys_are_private_whatever_the_umask(tmp_path: Path) -> None:
         "keys/server.key": 0o600,
         "keys/server.key_secret": 0o600,
     }
+
+
+def test_a_server_secret_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = make_keys(tmp_path / "keys")
+    ServerCurve.from_dir(tmp_path / "keys")
+    assert "readable by other users" not in caplog.text
+    files.server_secret.chmod(0o644)
+    ServerCurve.from_dir(tmp_path / "keys")
+    assert f"{files.server_secret} is readable by other users (mode 0644)" in caplog.text
 
 
 def test_listed_client_is_served_unlisted_is_not(tmp_path: Path) -> None:
