@@ -35,7 +35,7 @@ from protocol.client import Client
 from protocol.curve import CurveKeys
 from protocol.errors import ProtocolError, ServerUnreachable
 from protocol.fields import FieldReader, as_bool, as_float, as_list, as_text, as_vector, join
-from protocol.frames import header_summary, new_job_id
+from protocol.frames import check_job_id, header_summary, new_job_id
 from protocol.glb import inspect_glb
 from protocol.limits import Limits
 from protocol.messages import (
@@ -43,12 +43,16 @@ from protocol.messages import (
     IDENTITY,
     MAX_PARTICLES,
     PRECISIONS,
+    TERMINAL_STATES,
     Accepted,
     ComposeRequest,
     EditRequest,
     Event,
     GenerateRequest,
+    JobKind,
     JobRequest,
+    JobStatus,
+    JobSummary,
     MeshInput,
     Progress,
     PromptBox,
@@ -184,10 +188,25 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "mesh"
 
 
+def check_output(path: Path, *, folder: bool) -> None:
+    """Fail before any work unless `path` can be written: its parent is an existing,
+    writable folder, and it is not a folder (a file output) or not a file (`folder`)."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise CliError(
+            f"-o {path}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"-o {path}: folder {parent} is not writable")
+    if folder and path.exists() and not path.is_dir():
+        raise CliError(f"-o {path}: is a file; give a folder for the scene")
+    if not folder and path.is_dir():
+        raise CliError(f"-o {path}: is a folder; give a file name, e.g. {path / 'out.glb'}")
+
+
 def write_meshes(result: Result, output: Path) -> list[Path]:
     """Write a generate or edit result: the first mesh to `output`, any others (VSD particles)
     beside it as `<stem>_<mesh name>.glb`."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     files = [output]
     output.write_bytes(result.meshes[0].glb)
     for mesh in result.meshes[1:]:
@@ -201,7 +220,7 @@ def write_meshes(result: Result, output: Path) -> list[Path]:
 
 def write_scene(result: Result, output_dir: Path) -> list[Path]:
     """Write OUT_DIR/<name>.glb per mesh and OUT_DIR/scene.json with names and transforms."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(exist_ok=True)
     files: list[Path] = []
     entries = []
     for mesh in result.meshes:
@@ -308,6 +327,17 @@ def _parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
+def _parse_seed(text: str) -> int:
+    """A seed, 0..max_seed; checked on the text, as a 5,000-digit number does not convert."""
+    limit = Limits().max_seed
+    if not re.fullmatch(r"[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text[:40]!r}")
+    if len(text) > len(str(limit)) or int(text) > limit:
+        shown = text if len(text) <= 20 else f"a {len(text)}-digit number"
+        raise argparse.ArgumentTypeError(f"{shown} is outside 0..{limit}")
+    return int(text)
+
+
 def run_local(
     args: argparse.Namespace, request: JobRequest, show: Callable[[Event], None]
 ) -> Result:
@@ -373,6 +403,7 @@ def run_job_command(
     write: Callable[[Result], list[Path]],
 ) -> int:
     """Run a job locally or remotely, show its events, write its result."""
+    check_output(args.output, folder=args.command == "compose")
     if args.server is not None:
         for option, value in (("--device", args.device), ("--max-steps", args.max_steps)):
             if value is not None:
@@ -449,10 +480,21 @@ def _server_side(args: argparse.Namespace) -> tuple[ModuleType, tuple[str, ...],
     return runner, devices, fields[0]
 
 
+def _jobs_group(name: str | None) -> int | None:
+    from backend.server.access import group_id
+
+    try:
+        return None if name is None else group_id(name)
+    except KeyError as exc:
+        raise UsageError(f"--jobs-group: {exc.args[0]}") from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`boxdream serve`: the job server until SIGINT or SIGTERM (or workers only)."""
     from backend.server.service import Server, ServerConfig
     from backend.server.worker import Worker
+
+    jobs_group = _jobs_group(args.jobs_group)
 
     logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
     runner, devices, info_fields = _server_side(args)
@@ -494,6 +536,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker_bind=args.worker_bind,
         max_queued=args.max_queued,
         worker_processes=True,
+        jobs_group=jobs_group,
     )
     server = Server(config, pipeline=pipeline, info_fields=info_fields)
     try:
@@ -575,6 +618,68 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.server, curve=_curve(args), client_name=f"boxdream-cli {__version__}")
+
+
+def _job_line(summary: JobSummary, status: JobStatus | None, now: float) -> dict[str, Any]:
+    """One job of `boxdream jobs`: its summary, its progress while unfinished, its age."""
+    line: dict[str, Any] = {**summary.to_fields(), "age_s": round(now - summary.created_at, 1)}
+    if status is not None:
+        line |= {
+            "queue_position": status.queue_position,
+            "stage": status.stage,
+            "step": status.step,
+            "total": status.total,
+        }
+    return line
+
+
+def _progress_text(line: dict[str, Any]) -> str:
+    if line.get("queue_position") is not None:
+        return f"queue position {line['queue_position']}"
+    if line.get("total"):
+        return f"{line['stage']} {line['step']}/{line['total']}"
+    return ""
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """`boxdream jobs`: a server's newest jobs with state, progress and age."""
+    lines = []
+    with _client(args) as client:
+        for summary in client.list_jobs(args.limit):
+            unfinished = summary.state not in TERMINAL_STATES
+            status = client.status(summary.job) if unfinished else None
+            lines.append(_job_line(summary, status, time.time()))
+    for line in lines:
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False))
+        else:
+            print(
+                f"{line['job']}  {line['kind']:<8}  {line['state']:<11}  "
+                f"{_progress_text(line):<20}  {_duration(line['age_s']):>6}  {line['title']}"
+            )
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """`boxdream fetch JOB_ID -o OUT`: collect a job's result, following it if unfinished."""
+    job = check_job_id(args.job, "JOB_ID")
+    check_output(args.output, folder=False)
+    view = ProgressView(json_lines=args.json, err=sys.stderr, out=sys.stdout)
+    with _client(args) as client:
+        compose = client.status(job).kind == JobKind.COMPOSE
+        if compose:
+            check_output(args.output, folder=True)
+        try:
+            result = client.wait(job, on_event=view.show)
+        finally:
+            view.close_line()
+    write = write_scene if compose else write_meshes
+    view.finish(result, write(result, args.output))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """`boxdream bench ...`: handed to `backend.bench`."""
     from backend import bench
@@ -601,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="precision of the prior (auto: bf16/fp16 on CUDA, fp32 on CPU)",
     )
-    job.add_argument("--seed", type=int, default=0, help="random seed")
+    job.add_argument("--seed", type=_parse_seed, default=0, help="random seed")
     job.add_argument("--negative", help="negative prompt: what to avoid")
     job.add_argument("--device", type=_parse_devices, help="auto, cpu, cuda, cuda:N (in-process)")
     job.add_argument("--max-steps", type=int, help="cap the optimisation steps (in-process)")
@@ -658,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--connect", metavar="ADDR", help="run only workers, for that broker")
     serve.add_argument("--max-steps", type=int, help="cap every job's optimisation steps")
     serve.add_argument("--max-queued", type=int, default=100, help="queue length before refusing")
+    serve.add_argument(
+        "--jobs-group", metavar="GROUP", help="group that may read the jobs (default: only you)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     keys = commands.add_parser("keys", help="make CURVE certificates")
@@ -673,6 +781,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--precision", choices=PRECISIONS, default="auto")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=cmd_info)
+
+    jobs = commands.add_parser("jobs", help="a server's newest jobs: state, progress, age")
+    jobs.add_argument("--server", default=DEFAULT_BIND, metavar="ADDR")
+    jobs.add_argument("--curve", type=Path, metavar="DIR", help="client keys folder for CURVE")
+    jobs.add_argument("--limit", type=int, default=20, help="how many jobs, newest first")
+    jobs.add_argument("--json", action="store_true", help="one JSON line per job")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    fetch = commands.add_parser("fetch", help="collect a job's result (waits if unfinished)")
+    fetch.add_argument("job", metavar="JOB_ID")
+    fetch.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    fetch.add_argument("--server", default=DEFAULT_BIND, metavar="ADDR")
+    fetch.add_argument("--curve", type=Path, metavar="DIR", help="client keys folder for CURVE")
+    fetch.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    fetch.set_defaults(handler=cmd_fetch)
 
     from backend.bench import build_parser as build_bench_parser
 

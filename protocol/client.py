@@ -30,6 +30,7 @@ import zmq
 from protocol.curve import CurveKeys
 from protocol.errors import ErrorCode, ProtocolError, ServerUnreachable
 from protocol.frames import new_job_id
+from protocol.limits import Limits
 from protocol.messages import (
     DEFAULT_LIMITS,
     EVENT_TYPES,
@@ -138,6 +139,11 @@ class Client:
     def info(self) -> ServerInfo | None:
         """The server's hello reply, once `hello` (or `submit`) has run."""
         return self._info
+
+    @property
+    def _limits(self) -> Limits:
+        """The server's limits once known, else the defaults."""
+        return self._info.limits if self._info is not None else DEFAULT_LIMITS
 
     @property
     def active_jobs(self) -> frozenset[str]:
@@ -308,11 +314,24 @@ class Client:
             self._send(FetchResult(job=job))
 
     def _send(self, message: Message) -> int:
-        """Send a request; return the token its reply will carry."""
+        """Send a request; return the token its reply will carry.
+
+        Raises `ProtocolError` for a request over the server's max_message_bytes: the server
+        would drop it without an answer (PROTOCOL.md, Limits).
+        """
+        frames = message.to_wire()
+        size, limit = sum(map(len, frames)), self._limits.max_message_bytes
+        if size > limit:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                "message",
+                f"message: {size} bytes, limit is {limit} (max_message_bytes; the server "
+                "drops a larger message without an answer)",
+            )
         socket = self._socket or self._connect()
         token = next(self._tokens)
         try:
-            socket.send_multipart(message.to_wire(), flags=zmq.NOBLOCK)
+            socket.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
             log.info("send queue to %s is full; the liveness timer will retry", self._address)
             return token
@@ -327,9 +346,8 @@ class Client:
         frames = socket.recv_multipart()
         self._last_heard = time.monotonic()
         self._misses = 0
-        limits = self._info.limits if self._info is not None else DEFAULT_LIMITS
         try:
-            message = decode_message(frames, limits, REPLY_TYPES)
+            message = decode_message(frames, self._limits, REPLY_TYPES)
         except ProtocolError as error:
             if error.code == ErrorCode.BAD_VERSION:
                 raise

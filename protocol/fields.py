@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,10 @@ from protocol.errors import ErrorCode, ProtocolError
 T = TypeVar("T")
 
 _WHITESPACE_CONTROLS = frozenset("\t\n\r")
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Control characters (Unicode category Cc) and lone surrogates (not encodable as UTF-8)."""
+_UNSENDABLE_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+"""The same, less tab, newline and carriage return."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,14 @@ class NonFinite:
     """A JSON `NaN`, `Infinity` or `-Infinity` token, kept so the field reader can name it."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class HugeInt:
+    """A JSON integer too long to convert (`protocol.frames.MAX_INT_DIGITS`), kept so that the
+    field reader can name it and its range."""
+
+    digits: int
 
 
 def join(path: str, name: str | int) -> str:
@@ -37,6 +50,8 @@ def describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, NonFinite):
         return value.text
+    if isinstance(value, HugeInt):
+        return f"a {value.digits}-digit integer"
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
@@ -87,6 +102,13 @@ def as_text(
     return value
 
 
+def printable(text: str, *, multiline: bool = True) -> str:
+    """`text` with every character `as_text` rejects written as a `\\uXXXX` escape, so that
+    a message echoing received input (a field name) passes the receiver's validation."""
+    pattern = _UNSENDABLE_LINE if multiline else _UNSENDABLE
+    return pattern.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def as_choice(value: object, path: str, choices: tuple[str, ...]) -> str:
     """One of a fixed set of strings."""
     if not isinstance(value, str):
@@ -102,6 +124,10 @@ def as_choice(value: object, path: str, choices: tuple[str, ...]) -> str:
 
 def as_int(value: object, path: str, lo: int, hi: int) -> int:
     """An integer in `lo..hi` (JSON booleans and numbers with a fraction are rejected)."""
+    if isinstance(value, HugeInt):
+        raise ProtocolError(
+            ErrorCode.OUT_OF_RANGE, path, f"{path}: {describe(value)} is outside {lo}..{hi}"
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise wrong_type(path, "an integer", value)
     if not lo <= value <= hi:

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.fields import FieldReader, NonFinite, as_int, as_text, join, wrong_type
+from protocol.fields import (
+    FieldReader,
+    HugeInt,
+    NonFinite,
+    as_int,
+    as_text,
+    join,
+    wrong_type,
+)
 from protocol.limits import Limits
 from protocol.version import PROTOCOL_VERSION
 
@@ -26,10 +34,18 @@ FRAME_KEY = "$frame"
 MAX_DEPTH = 32
 """Deepest nesting of objects and lists accepted in a header."""
 
+MAX_VALUES = 10_000
+"""JSON values in a header (an upper bound counted before parsing: its commas and opening
+brackets outside strings), so that one message costs the server milliseconds, not seconds."""
+
+MAX_INT_DIGITS = 40
+"""Digits of a JSON integer; a longer one is read as `HugeInt` and rejected by `as_int`."""
+
 MAX_TYPE_CHARS = 64
 """Characters in a message type name."""
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,10 @@ def _outline(value: object, path: str, blobs: list[bytes], depth: int) -> object
         }
     if isinstance(value, list | tuple):
         return [_outline(item, join(path, i), blobs, depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, int) and abs(value) >= 10**MAX_INT_DIGITS:
+        raise ProtocolError(
+            ErrorCode.OUT_OF_RANGE, path, f"{path}: more than {MAX_INT_DIGITS} digits"
+        )
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise wrong_type(path, "a JSON value or bytes", value)
@@ -150,6 +170,24 @@ def _resolve(
     return value
 
 
+def _count_values(text: str) -> int:
+    """An upper bound on the values in JSON `text`: commas and opening brackets, plus one.
+
+    Counted at C speed; strings are removed first only when they could matter.
+    """
+
+    def count(part: str) -> int:
+        return part.count(",") + part.count("[") + part.count("{") + 1
+
+    values = count(text)
+    return values if values <= MAX_VALUES else count(_STRING.sub("", text))
+
+
+def _parse_int(text: str) -> int | HugeInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else HugeInt(digits)
+
+
 def _parse_header(frame: bytes, limits: Limits) -> object:
     if len(frame) > limits.max_header_bytes:
         raise ProtocolError(
@@ -161,8 +199,18 @@ def _parse_header(frame: bytes, limits: Limits) -> object:
         text = frame.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, "header", "header: not UTF-8 text") from exc
+    values = _count_values(text)
+    if values > MAX_VALUES:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, "header", f"header: {values} values, limit is {MAX_VALUES}"
+        )
     try:
-        return json.loads(text, parse_constant=NonFinite, object_pairs_hook=_unique_keys)
+        return json.loads(
+            text,
+            parse_constant=NonFinite,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except (ValueError, RecursionError) as exc:
         reason = str(exc)[:120] if isinstance(exc, ValueError) else "nested too deeply"
         raise ProtocolError(

@@ -27,6 +27,7 @@ from protocol.fields import (
     join,
     list_of,
     optional,
+    printable,
     wrong_type,
 )
 from protocol.frames import Envelope, check_job_id, decode, encode
@@ -803,9 +804,18 @@ class Error(Message):
         return cls(code=code, field=error_field, message=message, job=job)
 
     @classmethod
-    def of(cls, error: ProtocolError, job: str | None = None) -> Error:
-        """The event for a raised `ProtocolError`."""
-        return cls(code=error.code, field=error.field, message=error.message, job=job)
+    def of(
+        cls, error: ProtocolError, job: str | None = None, limits: Limits = DEFAULT_LIMITS
+    ) -> Error:
+        """The event for a raised `ProtocolError`, valid for any receiver using `limits`: a
+        field path may echo received input, so characters a receiver rejects are escaped and
+        texts clipped to their limits."""
+        return cls(
+            code=error.code if error.code in tuple(ErrorCode) else ErrorCode.INTERNAL,
+            field=printable(error.field, multiline=False)[: limits.max_name_chars],
+            message=printable(error.message)[: limits.max_text_chars],
+            job=job,
+        )
 
     def exception(self) -> ProtocolError:
         """The `ProtocolError` this event describes."""

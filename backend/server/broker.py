@@ -13,6 +13,10 @@ each busy worker a PROBE; the back ends are mandatory-routing ROUTERs whose peer
 when their connection ends (at once for a dead process, after the ZMTP heartbeat timeout for a
 silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
 interrupted, with an error that says so.
+
+A job store that cannot be written (disk full, read-only: `StorageError`) fails the job whose
+result it cannot keep and refuses new jobs, with the cause; the lesser writes (event lines,
+previews, the running state) are skipped with a warning, and the server goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import zmq
 
-from backend.server.jobstore import JobRecord, JobStore
+from backend.server.jobstore import JobRecord, JobStore, StorageError
 from backend.server.worker import CANCEL, EVENT, JOB, PROBE, READY
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import new_job_id
@@ -179,14 +183,15 @@ class Broker:
         try:
             request = decode_message(body, self._limits, REQUEST_TYPES)
         except ProtocolError as error:
-            self._send_client(identity, Error.of(error))
+            self._send_client(identity, Error.of(error, limits=self._limits))
             return
         try:
             self._handle(identity, request)
         except ProtocolError as error:
             unknown = error.code == ErrorCode.UNKNOWN_JOB
             self._send_client(
-                identity, Error.of(error, getattr(request, "job", None) if unknown else None)
+                identity,
+                Error.of(error, getattr(request, "job", None) if unknown else None, self._limits),
             )
         except Exception:
             log.exception("error while handling a %s request", request.TYPE)
@@ -220,7 +225,7 @@ class Broker:
         job = request.job or new_job_id()
         if job in self._live:
             self._live[job].client = identity
-        if self._store.exists(job):
+        if self._store.exists(job) and not self._rerun(job):
             position = self._queue.index(job) if job in self._queue else 0
             self._send_client(identity, Accepted(job=job, queue_position=position))
             return
@@ -235,6 +240,11 @@ class Broker:
         self._queue.append(job)
         log.info("job %s (%s) queued at position %d", job, record.kind, len(self._queue) - 1)
         self._send_client(identity, Accepted(job=job, queue_position=len(self._queue) - 1))
+
+    def _rerun(self, job: str) -> bool:
+        """Whether a submit of existing job `job` runs it again: an interrupted job does (its
+        error says to submit it again); any other answers as before (idempotent submit)."""
+        return job not in self._live and self._store.record(job).state == JobState.INTERRUPTED
 
     def _unknown(self, job: str) -> ProtocolError:
         return ProtocolError(ErrorCode.UNKNOWN_JOB, "job", f"job: no job {job} on this server")
@@ -313,7 +323,8 @@ class Broker:
     def _dropped(self, job: str | None, why: str) -> None:
         log.info("dropped an event of job %s: %s", job, why)
         if job is not None and self._store.exists(job):
-            self._store.log(job, f"event not delivered: {why}; the result stays fetchable")
+            message = f"event not delivered: {why}; the result stays fetchable"
+            self._best_effort(job, self._store.log, job, message)
 
     # --------------------------------------------------------------------------- workers
 
@@ -372,25 +383,32 @@ class Broker:
         if isinstance(event, Progress):
             live.stage, live.step, live.total = event.stage, event.step, event.total
         elif isinstance(event, Preview):
-            self._store.save_preview(job, event.png)
+            self._best_effort(job, self._store.save_preview, job, event.png)
         elif isinstance(event, Result):
             slot.job = None
             try:
-                self._store.save_result(job, event)
-            except OSError as exc:
-                log.exception("could not store the result of job %s", job)
-                message = f"internal error: could not store the result: {exc}"
-                self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
+                self._store.commit_result(job, event, body)
+            except StorageError as error:
+                log.error("job %s failed: %s", job, error.message)
+                self._finish(job, JobState.FAILED, Error.of(error, job, self._limits))
                 return
-            self._finish(job, JobState.DONE, event, body)
+            self._end(job, JobState.DONE, body)
             return
         elif isinstance(event, Error | Cancelled):
             slot.job = None
             state = JobState.FAILED if isinstance(event, Error) else JobState.CANCELLED
             self._finish(job, state, event, body)
             return
-        self._store.append_event(job, body)
+        self._best_effort(job, self._store.append_event, job, body)
         self._forward_event(job, body)
+
+    def _best_effort(self, job: str, write: Callable[..., None], *args: object) -> None:
+        """Write something the job can do without (an event line, a preview): a storage
+        error is logged, and the job goes on."""
+        try:
+            write(*args)
+        except StorageError as error:
+            log.warning("job %s: %s", job, error.message)
 
     def _forward_event(self, job: str, frames: list[bytes]) -> None:
         live = self._live.get(job)
@@ -401,13 +419,20 @@ class Broker:
         self,
         job: str,
         state: JobState,
-        event: Result | Error | Cancelled,
+        event: Error | Cancelled,
         frames: list[bytes] | None = None,
     ) -> None:
-        """Record a job's last event and end state, tell its client, forget it."""
+        """Record a job's last event and end state, tell its client, forget it. A state
+        the store cannot write is kept in its memory (`JobStore.set_state`)."""
         frames = frames or event.to_wire()
-        self._store.append_event(job, frames)
-        self._store.set_state(job, state, event if isinstance(event, Error) else None)
+        self._best_effort(job, self._store.append_event, job, frames)
+        self._best_effort(
+            job, self._store.set_state, job, state, event if isinstance(event, Error) else None
+        )
+        self._end(job, state, frames)
+
+    def _end(self, job: str, state: JobState, frames: list[bytes]) -> None:
+        """Tell the client of a job that ended (its recorded last event) and forget it."""
         log.info("job %s %s", job, state)
         self._forward_event(job, frames)
         self._live.pop(job, None)
@@ -467,7 +492,10 @@ class Broker:
             slot.job = job
             slot.dispatched += 1
             self._live[job].worker = key
-            self._live[job].record = self._store.set_state(job, JobState.RUNNING)
+            try:
+                self._live[job].record = self._store.set_state(job, JobState.RUNNING)
+            except StorageError as error:
+                log.warning("job %s: %s", job, error.message)
             log.info("job %s started on worker %s (%s)", job, slot.name, slot.device)
 
     def _interrupt_all(self) -> None:
@@ -480,8 +508,5 @@ class Broker:
                 "submit it again",
                 job=job,
             )
-            try:
-                self._finish(job, JobState.INTERRUPTED, error)
-            except OSError:
-                log.exception("could not record the interruption of job %s", job)
+            self._finish(job, JobState.INTERRUPTED, error)
         self._queue.clear()

@@ -8,20 +8,31 @@
         result.json, result.<i>.glb     the result, once done
 
 Every file is written to a temporary name, flushed and fsynced, then renamed over the target,
-so a crash leaves either the old or the new file. Only the broker thread uses a `JobStore`.
+so a crash leaves either the old or the new file. A result is committed by the rename of
+result.json, written after its GLBs: a job whose result.json is complete is done, whatever
+status.json says (`recover` completes it). Files and folders are private unless the store
+is shared with a group (`backend.server.access`).
+
+A write that fails (disk full, read-only) raises `StorageError`, naming the jobs folder and
+the cause, and leaves no partial file; a state that could not be written is kept in memory
+and reported until the server restarts. Only the broker thread uses a `JobStore`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import ErrorCode
+from backend.server.access import Access
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import check_job_id, header_summary
 from protocol.glb import GLB_MAGIC
 from protocol.limits import Limits
@@ -46,6 +57,25 @@ STATUS_FILE = "status.json"
 EVENTS_FILE = "events.jsonl"
 PREVIEW_FILE = "preview.png"
 UNFINISHED_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+CAUSES = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+"""Short causes of the write errors an operator can fix."""
+
+
+class StorageError(ProtocolError):
+    """The jobs folder could not be written; the message names it, the cause and the step."""
+
+    def __init__(self, root: Path, exc: OSError, doing: str) -> None:
+        cause = CAUSES.get(exc.errno or 0, "write error")
+        detail = exc.strerror or str(exc)
+        super().__init__(
+            ErrorCode.INTERNAL, "", f"jobs folder {root}: {cause} ({detail}) while {doing}"
+        )
 
 
 @dataclass(frozen=True)
@@ -85,21 +115,34 @@ class JobRecord:
             "field": "",
             "message": "the job failed without an error message",
         }
-        return Error(job=self.job, **details)
+        return Error.of(ProtocolError(**details), self.job)
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write `data` to `path` through a temporary file and a rename.
+def write_atomic(path: Path, data: bytes, access: Access, *, durable: bool = True) -> None:
+    """Write `data` to `path` through a temporary file and a rename; on error the temporary
+    file is removed.
 
-    `durable` also fsyncs the data before the rename (skipped for disposable previews).
+    `durable` also fsyncs the data before the rename and the folder after it (skipped for
+    disposable previews).
     """
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(access.open_file(temporary, os.O_TRUNC), "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _extension(blob: bytes) -> str:
@@ -113,10 +156,19 @@ def _extension(blob: bytes) -> str:
 class JobStore:
     """The jobs dir: create jobs, record their events and state, keep their results."""
 
-    def __init__(self, root: Path, limits: Limits) -> None:
+    def __init__(self, root: Path, limits: Limits, access: Access | None = None) -> None:
+        """`access`: who may read the jobs (default: the server's user only)."""
         self._root = Path(root)
         self._limits = limits
-        self._root.mkdir(parents=True, exist_ok=True)
+        self._access = access or Access()
+        self._unwritten: dict[str, JobRecord] = {}
+        try:
+            with self._writing("preparing it"):
+                self._access.make_folder(self._root, parents=True)
+        except StorageError as error:
+            if not self._root.is_dir():
+                raise
+            log.warning("%s; serving the jobs it holds", error.message)
 
     @property
     def root(self) -> Path:
@@ -126,41 +178,70 @@ class JobStore:
     def _dir(self, job: str) -> Path:
         return self._root / check_job_id(job, "job")
 
+    @contextlib.contextmanager
+    def _writing(self, doing: str) -> Iterator[None]:
+        """Turn an `OSError` into a `StorageError` that says what was being done."""
+        try:
+            yield
+        except OSError as exc:
+            raise StorageError(self._root, exc, doing) from exc
+
     def exists(self, job: str) -> bool:
         """Whether the job was created (its status.json exists)."""
-        return (self._dir(job) / STATUS_FILE).is_file()
+        return job in self._unwritten or (self._dir(job) / STATUS_FILE).is_file()
 
     def recover(self) -> list[str]:
-        """Mark jobs left queued or running by a previous server as interrupted."""
+        """Finish what a previous server left: a job whose result was committed is done;
+        other queued or running jobs are interrupted and their partial files removed.
+        Returns the interrupted jobs."""
         interrupted = []
         for status_file in sorted(self._root.glob(f"*/{STATUS_FILE}")):
-            for leftover in status_file.parent.glob(".*.tmp"):
-                leftover.unlink()
+            folder = status_file.parent
             try:
-                record = self.record(status_file.parent.name)
+                record = self.record(folder.name)
             except (OSError, ValueError, TypeError, KeyError) as exc:
-                log.warning("skipping unreadable job folder %s: %s", status_file.parent, exc)
+                log.warning("skipping unreadable job folder %s: %s", folder, exc)
                 continue
-            if record.state in UNFINISHED_STATES:
-                self.set_state(
-                    record.job,
-                    JobState.INTERRUPTED,
-                    Error(
-                        code=ErrorCode.INTERRUPTED,
-                        field="job",
-                        message=f"job {record.job} was interrupted: the server stopped "
-                        "before it finished; submit it again",
-                    ),
-                )
-                interrupted.append(record.job)
+            if record.state not in UNFINISHED_STATES:
+                continue
+            done = self._has_result(record.job)
+            try:
+                with self._writing("removing partial files"):
+                    for leftover in folder.glob(".*.tmp"):
+                        leftover.unlink()
+                    if not done:
+                        self._remove(folder, RESULT)
+            except StorageError as error:
+                log.error("job %s: %s", record.job, error.message)
+            if done:
+                log.info("job %s: its result was committed; marking it done", record.job)
+                self._recover_state(record.job, JobState.DONE)
+                continue
+            self._recover_state(
+                record.job,
+                JobState.INTERRUPTED,
+                Error(
+                    code=ErrorCode.INTERRUPTED,
+                    field="job",
+                    message=f"job {record.job} was interrupted: the server stopped "
+                    "before it finished; submit it again",
+                ),
+            )
+            interrupted.append(record.job)
         return interrupted
 
+    def _recover_state(self, job: str, state: JobState, error: Error | None = None) -> None:
+        try:
+            self.set_state(job, state, error)
+        except StorageError as failure:
+            log.error("job %s: %s; it is %s until a restart", job, failure.message, state)
+
     def create(self, request: JobRequest) -> JobRecord:
-        """Store a new job's request and its queued status; `request.job` names it."""
+        """Store a job's request and its queued status; `request.job` names it. A job of
+        that id (an interrupted one being submitted again) is replaced. On a `StorageError`
+        nothing of the job is left."""
         assert request.job is not None
         folder = self._dir(request.job)
-        folder.mkdir(exist_ok=True)
-        self._write_message(folder, REQUEST, request.to_wire())
         now = time.time()
         record = JobRecord(
             job=request.job,
@@ -170,16 +251,37 @@ class JobStore:
             created_at=now,
             updated_at=now,
         )
-        self._write_record(record)
+        fresh = not folder.exists()
+        try:
+            with self._writing("storing a new job"):
+                self._access.make_folder(folder)
+                for stem in (REQUEST, RESULT):
+                    self._remove(folder, stem)
+                self._write_message(folder, REQUEST, request.to_wire())
+            self._write_record(record)
+        except StorageError:
+            if fresh:
+                with contextlib.suppress(OSError):
+                    self._remove(folder, REQUEST)
+                    folder.rmdir()
+            raise
+        self._unwritten.pop(request.job, None)
         return record
 
     def record(self, job: str) -> JobRecord:
-        """The job's status.json; `FileNotFoundError` for an unknown job."""
+        """The job's status (status.json, or the state it could not be written with);
+        `FileNotFoundError` for an unknown job."""
+        if job in self._unwritten:
+            return self._unwritten[job]
         data = json.loads((self._dir(job) / STATUS_FILE).read_text("utf-8"))
         return JobRecord(**data)
 
     def set_state(self, job: str, state: JobState, error: Error | None = None) -> JobRecord:
-        """Move a job to `state`, recording the error of a failed or interrupted job."""
+        """Move a job to `state`, recording the error of a failed or interrupted job.
+
+        Raises `StorageError` if status.json cannot be written; the new state is then kept
+        in memory (`record`, `list`) until the server restarts.
+        """
         details = (
             None
             if error is None
@@ -190,8 +292,14 @@ class JobStore:
             }
         )
         record = replace(self.record(job), state=state, updated_at=time.time(), error=details)
-        self._write_record(record)
-        self.log(job, f"state {state}")
+        try:
+            self._write_record(record)
+        except StorageError:
+            self._unwritten[job] = record
+            raise
+        self._unwritten.pop(job, None)
+        with contextlib.suppress(StorageError):
+            self.log(job, f"state {state}")
         return record
 
     def append_event(self, job: str, frames: list[bytes]) -> None:
@@ -204,11 +312,31 @@ class JobStore:
 
     def save_preview(self, job: str, png: bytes) -> None:
         """Keep the latest preview image."""
-        write_atomic(self._dir(job) / PREVIEW_FILE, png, durable=False)
+        with self._writing("saving a preview"):
+            write_atomic(self._dir(job) / PREVIEW_FILE, png, self._access, durable=False)
 
-    def save_result(self, job: str, result: Result) -> None:
-        """Store the job's result (its GLB files and result.json)."""
-        self._write_message(self._dir(job), RESULT, result.to_wire())
+    def commit_result(self, job: str, result: Result, frames: list[bytes]) -> None:
+        """Store a job's result and mark it done, in one atomic step: the GLB files, then
+        result.json (the commit), then the event and status.json.
+
+        Raises `StorageError`, with no result file left, if the result could not be stored.
+        Once result.json is written the job is done: if status.json cannot say so, memory
+        does until a restart, whose `recover` finds the result.
+        """
+        folder = self._dir(job)
+        try:
+            with self._writing("storing the result"):
+                self._write_message(folder, RESULT, result.to_wire())
+        except StorageError:
+            with contextlib.suppress(OSError):
+                self._remove(folder, RESULT)
+            raise
+        with contextlib.suppress(StorageError):
+            self.append_event(job, frames)
+        try:
+            self.set_state(job, JobState.DONE)
+        except StorageError as error:
+            log.error("job %s is done, but %s", job, error.message)
 
     def load_result(self, job: str) -> Result:
         """The stored result of a finished job."""
@@ -233,19 +361,38 @@ class JobStore:
         records.sort(key=lambda record: record.created_at, reverse=True)
         return records[:limit]
 
+    def _has_result(self, job: str) -> bool:
+        """Whether a complete result is on disk (result.json and every frame it names)."""
+        try:
+            self.load_result(job)
+        except (OSError, ProtocolError):
+            return False
+        return True
+
     def _write_record(self, record: JobRecord) -> None:
         data = json.dumps(asdict(record), indent=1).encode("utf-8")
-        write_atomic(self._dir(record.job) / STATUS_FILE, data)
+        with self._writing(f"recording job {record.job} as {record.state}"):
+            write_atomic(self._dir(record.job) / STATUS_FILE, data, self._access)
 
     def _append(self, job: str, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with open(self._dir(job) / EVENTS_FILE, "a", encoding="utf-8") as handle:
+        with (
+            self._writing("logging an event"),
+            open(self._access.open_file(self._dir(job) / EVENTS_FILE, os.O_APPEND), "a") as handle,
+        ):
             handle.write(line)
 
     def _write_message(self, folder: Path, stem: str, frames: list[bytes]) -> None:
         for index, blob in enumerate(frames[1:], start=1):
-            write_atomic(folder / f"{stem}.{index}.{_extension(blob)}", blob)
-        write_atomic(folder / f"{stem}.json", frames[0])
+            write_atomic(folder / f"{stem}.{index}.{_extension(blob)}", blob, self._access)
+        write_atomic(folder / f"{stem}.json", frames[0], self._access)
+
+    @staticmethod
+    def _remove(folder: Path, stem: str) -> None:
+        """Delete `<stem>.json` and `<stem>.<i>.*`: the message before it is rewritten, or
+        what a failed write left."""
+        for path in (folder / f"{stem}.json", *folder.glob(f"{stem}.*.*")):
+            path.unlink(missing_ok=True)
 
     def _read_message(self, job: str, stem: str, accepted: tuple[type[Message], ...]) -> Message:
         folder = self._dir(job)

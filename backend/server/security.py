@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+import stat
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from backend.server.access import Access
 from protocol.address import is_loopback
 from protocol.curve import CLIENTS_DIR, DEFAULT_CLIENT, SERVER_PUBLIC, SERVER_SECRET
 
@@ -37,13 +39,16 @@ class KeyFiles:
 
 
 def make_keys(directory: Path, client: str = DEFAULT_CLIENT) -> KeyFiles:
-    """Create the server key pair (unless present) and a key pair for client `client`.
+    """Create the server key pair (unless present) and a key pair for client `client`, every
+    file private (0600) in private folders (0700), whatever the umask.
 
     Raises `FileExistsError` if that client already has keys in `directory`.
     """
     directory = Path(directory)
     clients = directory / CLIENTS_DIR
-    clients.mkdir(parents=True, exist_ok=True)
+    private = Access()
+    private.make_folder(directory, parents=True)
+    private.make_folder(clients)
     if not (directory / SERVER_SECRET).exists():
         zmq.auth.create_certificates(directory, "server")
     client_secret = directory / f"{client}.key_secret"
@@ -52,12 +57,15 @@ def make_keys(directory: Path, client: str = DEFAULT_CLIENT) -> KeyFiles:
         raise FileExistsError(f"{client_secret}: client {client!r} already has keys")
     public, _ = zmq.auth.create_certificates(directory, client)
     shutil.move(public, client_public)
-    return KeyFiles(
+    files = KeyFiles(
         server_public=directory / SERVER_PUBLIC,
         server_secret=directory / SERVER_SECRET,
         client_secret=client_secret,
         client_public=client_public,
     )
+    for path in astuple(files):
+        private.restrict(path)
+    return files
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,13 @@ class ServerCurve:
     def from_dir(cls, directory: Path) -> ServerCurve:
         """Read the server key pair from a keys folder made by `make_keys`."""
         directory = Path(directory)
+        mode = stat.S_IMODE((directory / SERVER_SECRET).stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "%s is readable by other users (mode %04o): chmod 600 it",
+                directory / SERVER_SECRET,
+                mode,
+            )
         public, secret = zmq.auth.load_certificate(directory / SERVER_SECRET)
         if secret is None:
             raise ValueError(f"{directory / SERVER_SECRET}: has no secret key")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +16,10 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from backend import __version__
+from backend.server.access import Access
 from backend.server.broker import Broker
 from backend.server.jobstore import JobStore
+from backend.server.lifeline import ENDPOINT_SOCKET, make_endpoint_folder, reap_endpoint_folders
 from backend.server.security import ServerCurve, exposure_warning
 from backend.server.worker import Pipeline, Worker, run_worker_process
 from protocol.limits import Limits
@@ -103,6 +105,8 @@ class ServerConfig:
     worker_processes: bool = False
     """Run local workers as processes (spawned) rather than threads, so that a pipeline
     holding the GIL never starves the broker; `pipeline` must then be picklable."""
+    jobs_group: int | None = None
+    """Group id that may read the jobs folder (`--jobs-group`); None: only the server's user."""
 
 
 class Server:
@@ -156,7 +160,9 @@ class Server:
         warning = exposure_warning(config.bind, config.curve_dir is not None)
         if warning:
             log.warning(warning)
-        store = JobStore(config.jobs_dir, config.limits)
+        for folder in reap_endpoint_folders():
+            log.warning("removed %s, left by a server that ended without stopping", folder)
+        store = JobStore(config.jobs_dir, config.limits, Access(group=config.jobs_group))
         interrupted = store.recover()
         if interrupted:
             log.warning("marked %d unfinished jobs as interrupted", len(interrupted))
@@ -228,8 +234,8 @@ class Server:
         if not self._config.worker_processes:
             socket.bind(f"inproc://boxdream-workers-{id(self)}")
         elif zmq.has("ipc"):
-            self._ipc_dir = Path(tempfile.mkdtemp(prefix="boxdream-"))
-            socket.bind(f"ipc://{self._ipc_dir / 'workers'}")
+            self._ipc_dir = make_endpoint_folder()
+            socket.bind(f"ipc://{self._ipc_dir / ENDPOINT_SOCKET}")
         else:
             socket.bind("tcp://127.0.0.1:*")
         return socket.last_endpoint.decode()
@@ -263,7 +269,11 @@ class Server:
         process = multiprocessing.get_context("spawn").Process(
             target=run_worker_process,
             args=(address, device, self._pipeline, self._config.model, self._config.limits),
-            kwargs={"name": f"{device}#{index}"},
+            kwargs={
+                "name": f"{device}#{index}",
+                "parent_pid": os.getpid(),
+                "endpoint": self._ipc_dir,
+            },
             name=f"boxdream-worker-{index}",
             daemon=True,
         )

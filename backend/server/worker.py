@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Protocol
 
 import zmq
 
+from backend.server.lifeline import watch_parent
 from protocol.curve import CurveKeys
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import Limits
@@ -191,7 +192,7 @@ class Worker:
                     break
         except ProtocolError as error:
             if not should_cancel():
-                send(Error.of(error, job))
+                send(Error.of(error, job, self._limits))
                 return
         except Exception as exc:
             if not should_cancel():
@@ -256,11 +257,14 @@ def run_worker_process(
     limits: Limits,
     *,
     name: str,
+    parent_pid: int,
+    endpoint: Path | None,
 ) -> None:
-    """Entry point of a worker process started by the server: serve until SIGTERM."""
+    """Entry point of a worker process started by the server (`parent_pid`, whose endpoint
+    folder is `endpoint`): serve until SIGTERM, or exit when the server has gone."""
     logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    watch_parent(parent_pid, stop, endpoint)
     context = zmq.Context()
     worker = Worker(
         address=address,

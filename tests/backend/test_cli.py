@@ -13,8 +13,10 @@ import pytest
 
 from backend.cli import main, progress_line, write_meshes
 from backend.server.service import Server
-from protocol.messages import IDENTITY, Progress, Result, ResultMesh
+from protocol.client import Client
+from protocol.messages import IDENTITY, GenerateRequest, Progress, Result, ResultMesh
 from tests.backend.server.doubles import running_server, scripted_pipeline
+from tests.backend.server.test_restart import wait_for_step
 from tests.protocol.samples import INFO_FIELDS, make_glb
 
 pytestmark = pytest.mark.timeout(60)
@@ -178,6 +180,7 @@ def test_generate_remote_and_local_give_the_same_output(
     outputs = {}
     for where, extra in (("remote", ["--server", server.address]), ("local", [])):
         target = tmp_path / where / "cube.glb"
+        target.parent.mkdir()
         code, out, err = run(
             capsys, "generate", "a red cube steps=3", "-o", str(target), "--json", *extra
         )
@@ -265,7 +268,7 @@ def test_several_meshes_are_written_beside_the_output(tmp_path: Path) -> None:
         ResultMesh(name=name, glb=make_glb(i + 1), transform=IDENTITY)
         for i, name in enumerate(["cube_p0", "cube p1"])
     ]
-    files = write_meshes(Result(meshes=meshes), tmp_path / "out" / "cube.glb")
+    files = write_meshes(Result(meshes=meshes), tmp_path / "cube.glb")
     assert [path.name for path in files] == ["cube.glb", "cube_cube_p1.glb"]
     assert files[1].read_bytes() == make_glb(2)
 
@@ -278,3 +281,61 @@ def test_invalid_events_from_a_local_pipeline_are_an_error(
     message = one_error_line(err)
     assert message.startswith("internal error: the pipeline produced an invalid progress event")
     assert message.endswith("loss: NaN is not a finite number")
+
+
+@pytest.mark.parametrize(
+    ("output", "fragment"),
+    [
+        ("afile/x.glb", "afile is not a folder"),
+        ("missing/x.glb", "missing does not exist"),
+        ("folder", "folder: is a folder; give a file name"),
+    ],
+)
+def test_the_output_path_is_checked_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    stub_runner: types.ModuleType,
+    output: str,
+    fragment: str,
+) -> None:
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "folder").mkdir()
+    code, _, err = run(capsys, "generate", "a cube steps=1", "-o", str(tmp_path / output))
+    assert code == 1 and fragment in one_error_line(err)
+    assert "accepted" not in err, "the job must not start"
+
+
+def test_a_huge_seed_names_the_option_and_its_range(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "generate", "a cube", "-o", "x.glb", "--seed", "7" * 5000)
+    assert code == 2
+    assert "argument --seed: a 5000-digit number is outside 0..4294967295" in one_error_line(err)
+
+
+def test_jobs_and_fetch_collect_a_result_after_a_disconnect(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, server: Server
+) -> None:
+    with Client(server.address) as client:
+        done = client.submit(GenerateRequest(prompt="done steps=1"))
+        client.wait(done, timeout_s=10)
+        running = client.submit(GenerateRequest(prompt="running steps=20 step_ms=50"))
+        wait_for_step(client, running, 1)
+    code, out, err = run(capsys, "jobs", "--server", server.address)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{running}  generate  running      optimise ")
+    assert lines[0].endswith("s  running steps=20 step_ms=50")
+    assert lines[1].startswith(f"{done}  generate  done")
+    code, out, _ = run(capsys, "jobs", "--server", server.address, "--json", "--limit", "1")
+    assert [json.loads(line)["job"] for line in out.splitlines()] == [running]
+    target = tmp_path / "late.glb"
+    code, _, err = run(capsys, "fetch", running, "-o", str(target), "--server", server.address)
+    assert code == 0, err
+    assert target.read_bytes() == make_glb() and "wrote" in err
+    code, _, err = run(capsys, "fetch", "nope", "-o", str(target), "--server", server.address)
+    assert code == 1 and "JOB_ID: 'nope' is not a job id" in one_error_line(err)
+
+
+def test_an_unknown_jobs_group_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--jobs-group", "no-such-group-29")
+    assert code == 2
+    assert one_error_line(err).startswith("--jobs-group: no group 'no-such-group-29' on this")

@@ -129,10 +129,18 @@ CASES: list[tuple[str, list[bytes], str, str, str, Limits]] = [
     ("duplicate key", raw('{"v":1,"v":1}'), "bad_frame", "header", "duplicate", Limits()),
     (
         "too deep",
-        raw("[" * 100_000 + "]" * 100_000),
+        raw("[" * 5000 + "]" * 5000),
         "bad_frame",
         "header",
         "nested too deeply",
+        Limits(),
+    ),
+    (
+        "too many values",
+        raw("[" * 100_000 + "]" * 100_000),
+        "too_large",
+        "header",
+        "100001 values, limit is 10000",
         Limits(),
     ),
     (
@@ -360,7 +368,7 @@ CASES: list[tuple[str, list[bytes], str, str, str, Limits]] = [
         with_fields(GEN, setter("seed", 10**40)),
         "out_of_range",
         "seed",
-        "huge",
+        "a 41-digit integer is outside 0..4294967295",
         Limits(),
     ),
     (
@@ -1050,3 +1058,15 @@ def test_a_prompt_outside_a_small_models_world_is_refused_at_submit() -> None:
     with pytest.raises(ProtocolError) as caught:
         check_supported(scene, info)
     assert caught.value.field == "boxes[1].prompt"
+
+
+def test_error_of_echoed_input_passes_validation() -> None:
+    """A field path echoing a received key (control characters, a lone surrogate) and an
+    overlong message still make an `Error` every receiver accepts."""
+    limits = Limits(max_name_chars=20, max_text_chars=50)
+    error = ProtocolError("extra_field", "\u008e\ud800.key", "\u008e\ud800: unknown field " * 9)
+    event = Error.of(error, JOB, limits)
+    validate(event, limits)
+    assert event.field == "\\u008e\\ud800.key"
+    assert len(event.message) == 50 and event.message.startswith("\\u008e\\ud800: unknown")
+    assert Error.of(ProtocolError("no_such_code", "", "m")).code == "internal"

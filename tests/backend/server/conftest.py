@@ -10,6 +10,7 @@ import pytest
 from backend.server.service import Server
 from protocol.client import Client
 from tests.backend.server.doubles import running_server
+from tests.backend.server.faults import Disk
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,3 +40,13 @@ def connect(server: Server) -> Iterator[Callable[..., Client]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(params=["injected", "tmpfs"])
+def disk(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Disk]:
+    """A jobs folder on a disk that can fill up and turn read-only, of each kind (`Disk`)."""
+    faulty = Disk(request.param, tmp_path, monkeypatch)
+    yield faulty
+    faulty.close()

@@ -5,7 +5,8 @@ The pipeline reads its behaviour from words in the prompt:
     previews     a preview PNG at every step        preview_kb=N  pad previews to N KiB
     fail         raises ProtocolError bad_mesh      crash       raises RuntimeError
     nan          yields a NaN loss                  nores       ends without a result
-Run as a script it serves on 127.0.0.1 (for kill-and-restart tests) and prints its address.
+Run as a script it serves on 127.0.0.1 (for kill-and-restart tests) and prints its address
+and the process ids of its workers (`--processes N`).
 """
 
 from __future__ import annotations
@@ -119,19 +120,22 @@ def running_server(jobs_dir: Path, **options: object) -> Iterator[Server]:
 
 
 def main() -> None:
-    """Serve until killed; print the bound address on stdout."""
+    """Serve until killed; print the bound address and the worker process ids on stdout."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs-dir", type=Path, required=True)
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
+    parser.add_argument("--processes", type=int, default=0, help="worker processes, not a thread")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    server = Server(
-        ServerConfig(jobs_dir=args.jobs_dir, bind=args.bind, devices=("cpu",)),
-        pipeline=scripted_pipeline,
-        info_fields=INFO_FIELDS,
+    config = ServerConfig(
+        jobs_dir=args.jobs_dir,
+        bind=args.bind,
+        devices=("cpu",) * max(args.processes, 1),
+        worker_processes=args.processes > 0,
     )
+    server = Server(config, pipeline=scripted_pipeline, info_fields=INFO_FIELDS)
     server.start()
-    print(server.address, flush=True)
+    print(server.address, *server.worker_pids, flush=True)
     threading.Event().wait()
 
 

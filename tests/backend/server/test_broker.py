@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+import protocol.client
 from backend.server.service import Server
 from protocol.client import Client
 from protocol.errors import ProtocolError
@@ -358,3 +359,29 @@ def test_oversized_messages_are_refused(jobs_dir: Path) -> None:
             assert caught.value.code == "too_large"
             assert "limit is 50000" in caught.value.message
             assert client.hello().limits.max_message_bytes == 50_000
+
+
+def test_an_oversize_frame_gets_no_reply_so_the_client_refuses_to_send_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libzmq drops a frame over MAXMSGSIZE and the peer's connection without a word (a
+    300 MB frame in issue 29); the client knows the limit and names it instead."""
+    limits = Limits(max_message_bytes=2 * 2**20)
+    oversize = Hello(client="x" * (3 * 2**20))
+    with running_server(tmp_path / "jobs", devices=("cpu",), limits=limits) as server:
+        socket = raw_socket(server.address)
+        socket.send_multipart(oversize.to_wire())
+        assert not socket.poll(1000), "libzmq answered an oversize frame after all"
+        socket.close()
+        monkeypatch.setattr(protocol.client, "DEFAULT_LIMITS", limits)  # as after a hello
+        with (
+            Client(server.address, client_name=oversize.client) as client,
+            pytest.raises(ProtocolError) as caught,
+        ):
+            client.hello()
+        assert caught.value.message.startswith(
+            f"message: {sum(map(len, oversize.to_wire()))} bytes, limit is 2097152"
+        )
+        assert "without an answer" in caught.value.message
+        with Client(server.address) as client:
+            assert client.hello().limits == limits

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol.client import Client
@@ -81,6 +81,12 @@ def mutated_frames(draw: st.DrawFn) -> list[bytes]:
     return frames
 
 
+def _fetch_with_extra_field(key: str) -> list[bytes]:
+    """A fetch_result whose fields hold one unknown key, which the error reply names."""
+    header = {"v": 1, "type": "fetch_result", "job": "0" * 32, "fields": {key: "\u00bf\u0082"}}
+    return [json.dumps(header).encode()]
+
+
 RANDOM_FRAMES = st.lists(st.binary(max_size=200), min_size=1, max_size=5)
 
 
@@ -97,6 +103,8 @@ def test_fuzzed_frames_never_crash_the_server(tmp_path: Path) -> None:
             database=None,
         )
         @given(frames=st.one_of(RANDOM_FRAMES, mutated_frames()))
+        @example(frames=_fetch_with_extra_field("\u008e\u00b5"))  # found by CI: issue 29
+        @example(frames=_fetch_with_extra_field("\ud800"))  # a lone surrogate
         def throw(frames: list[bytes]) -> None:
             socket.send_multipart(frames)
             assert socket.poll(5000), "the server stopped answering"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
+import os
+import stat
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
-from backend.server.jobstore import JobStore
+from backend.server.access import Access
+from backend.server.jobstore import JobStore, StorageError
 from protocol.errors import ProtocolError
 from protocol.frames import new_job_id
 from protocol.limits import Limits
@@ -22,6 +28,7 @@ from protocol.messages import (
     Result,
     ResultMesh,
 )
+from tests.backend.server.faults import Crash, CrashAt
 from tests.protocol.samples import make_glb
 
 
@@ -50,8 +57,8 @@ def test_result_files_and_event_log(store: JobStore) -> None:
     progress = Progress(stage="s", step=1, total=2, loss=0.5, eta_s=1.0, job=job)
     store.append_event(job, progress.to_wire())
     result = Result(meshes=[ResultMesh(name="object", glb=make_glb(), transform=IDENTITY)], job=job)
-    store.save_result(job, result)
-    store.set_state(job, JobState.DONE)
+    store.commit_result(job, result, result.to_wire())
+    assert store.record(job).state == "done"
     assert store.load_result(job) == result
     assert (store.root / job / "result.1.glb").read_bytes() == make_glb()
     lines = [
@@ -92,3 +99,97 @@ def test_list_is_newest_first(store: JobStore) -> None:
 def test_job_ids_cannot_escape_the_jobs_dir(store: JobStore) -> None:
     with pytest.raises(ProtocolError, match="not a job id"):
         store.exists("../../etc")
+
+
+def _running_job(store: JobStore) -> tuple[str, Result]:
+    job = new_job_id()
+    store.create(GenerateRequest(prompt="cube", job=job))
+    store.set_state(job, JobState.RUNNING)
+    meshes = [ResultMesh(name=f"m{i}", glb=make_glb(i + 1), transform=IDENTITY) for i in range(2)]
+    return job, Result(meshes=meshes, job=job)
+
+
+def test_a_crash_at_any_step_of_the_result_commit_recovers_to_done_or_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result whose result.json was renamed into place is done after a restart, fetchable;
+    before that the job is interrupted with no partial file left."""
+    outcomes = []
+    for step in itertools.count():
+        store = JobStore(tmp_path / f"jobs{step}", Limits())
+        job, result = _running_job(store)
+        with monkeypatch.context() as patch:
+            crash = CrashAt(patch, step)
+            try:
+                store.commit_result(job, result, result.to_wire())
+                finished = True
+            except Crash:
+                finished = False
+        reopened = JobStore(store.root, Limits())
+        reopened.recover()
+        state = reopened.record(job).state
+        outcomes.append(state)
+        assert state == ("done" if crash.committed else "interrupted"), f"crash at step {step}"
+        names = {path.name for path in (store.root / job).iterdir()}
+        if crash.committed:
+            assert reopened.load_result(job) == result
+        else:
+            assert not {name for name in names if name.startswith("result")}
+        assert not {name for name in names if name.endswith(".tmp")}
+        if finished:
+            break
+    interrupted = outcomes.count("interrupted")
+    assert interrupted >= 9 and outcomes == ["interrupted"] * interrupted + ["done"] * (
+        len(outcomes) - interrupted
+    )
+
+
+def test_a_full_disk_leaves_no_partial_result_and_names_folder_and_cause(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, result = _running_job(store)
+    real_replace = os.replace
+
+    def full(source: Path, target: Path) -> None:
+        if Path(target).name == "result.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(StorageError) as caught:
+        store.commit_result(job, result, result.to_wire())
+    assert caught.value.message == (
+        f"jobs folder {store.root}: disk full (No space left on device) while storing the result"
+    )
+    assert sorted(path.name for path in (store.root / job).iterdir()) == [
+        "events.jsonl",
+        "request.json",
+        "status.json",
+    ]
+
+
+def test_a_state_that_cannot_be_written_is_kept_until_a_restart(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, _ = _running_job(store)
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(Access, "open_file", mock.Mock(side_effect=read_only))
+    error = Error(code="internal", field="", message="it broke", job=job)
+    with pytest.raises(StorageError, match="read-only"):
+        store.set_state(job, JobState.FAILED, error)
+    assert store.record(job).state == "failed" and store.record(job).error_event() == error
+    assert [record.state for record in store.list(5)] == ["failed"]
+    assert JobStore(store.root, Limits()).record(job).state == "running"
+
+
+def test_jobs_are_private_unless_shared_with_a_group(tmp_path: Path) -> None:
+    def modes(store: JobStore) -> set[tuple[str, int]]:
+        job, result = _running_job(store)
+        store.commit_result(job, result, result.to_wire())
+        paths = [store.root, *store.root.rglob("*")]
+        return {("dir" if p.is_dir() else "file", stat.S_IMODE(p.stat().st_mode)) for p in paths}
+
+    assert modes(JobStore(tmp_path / "private", Limits())) == {("dir", 0o700), ("file", 0o600)}
+    shared = JobStore(tmp_path / "shared", Limits(), Access(group=os.getgid()))
+    assert modes(shared) == {("dir", 0o2750), ("file", 0o640)}
+    assert {path.stat().st_gid for path in shared.root.rglob("*")} == {os.getgid()}

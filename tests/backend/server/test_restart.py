@@ -9,12 +9,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from protocol.client import Client
 from protocol.errors import ProtocolError
+from protocol.frames import new_job_id
 from protocol.messages import Error, GenerateRequest, Progress
 from tests.backend.server.doubles import running_server
 
@@ -22,11 +24,18 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
-def server_process(jobs_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`doubles.py` serving in a child process; yields it and its address."""
+def server_process(
+    jobs_dir: Path, processes: int = 0, temp: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str, list[int]]]:
+    """`doubles.py` serving in a child process, with `processes` worker processes (else a
+    worker thread) and `temp` as its temporary folder; yields it, its address and the
+    worker process ids."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if temp is not None:
+        env["TMPDIR"] = str(temp)
+    command = [sys.executable, "-m", "tests.backend.server.doubles", "--jobs-dir", str(jobs_dir)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.backend.server.doubles", "--jobs-dir", str(jobs_dir)],
+        [*command, "--processes", str(processes)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -35,9 +44,9 @@ def server_process(jobs_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]
     )
     try:
         assert process.stdout is not None
-        address = process.stdout.readline().strip()
+        address, *pids = process.stdout.readline().split() or [""]
         assert address.startswith("tcp://127.0.0.1:"), "the server did not start"
-        yield process, address
+        yield process, address, [int(pid) for pid in pids]
     finally:
         if process.poll() is None:
             process.kill()
@@ -56,7 +65,7 @@ def wait_for_step(client: Client, job: str, step: int) -> None:
 def test_killed_server_keeps_results_and_reports_interrupted_jobs(tmp_path: Path) -> None:
     jobs_dir = tmp_path / "jobs"
     with (
-        server_process(jobs_dir) as (process, address),
+        server_process(jobs_dir) as (process, address, _),
         Client(address, timeout_s=1.0, retries=1) as client,
     ):
         finished = client.submit(GenerateRequest(prompt="finished steps=2"))
@@ -69,7 +78,7 @@ def test_killed_server_keeps_results_and_reports_interrupted_jobs(tmp_path: Path
         with pytest.raises(ConnectionError, match=address):
             client.wait(running, timeout_s=30)
         assert time.monotonic() - noticed < 5
-    with server_process(jobs_dir) as (_, address), Client(address) as client:
+    with server_process(jobs_dir) as (_, address, _), Client(address) as client:
         result = client.fetch_result(finished)
         assert result is not None and result.meshes[0].name == "object"
         assert client.status(running).state == "interrupted"
@@ -97,3 +106,18 @@ def test_stopped_server_tells_clients_and_marks_jobs_interrupted(tmp_path: Path)
     with running_server(jobs_dir) as server, Client(server.address) as client:
         assert client.status(running).state == "interrupted"
         assert client.status(queued).state == "interrupted"
+
+
+def test_an_interrupted_job_submitted_again_runs_again(tmp_path: Path) -> None:
+    jobs_dir, job = tmp_path / "jobs", new_job_id()
+    request = GenerateRequest(prompt="again steps=1000 step_ms=20", job=job)
+    with running_server(jobs_dir, devices=("cpu",)) as server, Client(server.address) as client:
+        client.submit(request)
+        wait_for_step(client, job, 1)
+    with running_server(jobs_dir, devices=("cpu",)) as server, Client(server.address) as client:
+        assert client.status(job).state == "interrupted"
+        assert client.submit(replace(request, prompt="again steps=2")) == job
+        assert client.wait(job, timeout_s=10).meshes
+        assert client.status(job).state == "done"
+        assert client.submit(request) == job  # a finished job is not run again
+        assert client.status(job).state == "done"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from backend.server.security import exposure_warning, make_keys
+from backend.server.security import ServerCurve, exposure_warning, make_keys
 from protocol.client import Client
 from protocol.curve import CurveKeys
 from protocol.errors import ServerUnreachable
@@ -25,6 +27,40 @@ def test_make_keys_layout(tmp_path: Path) -> None:
     assert files.server_public.read_bytes() == server_public, "the server keeps its key"
     with pytest.raises(FileExistsError, match="already has keys"):
         make_keys(tmp_path / "keys", client="studio-7")
+
+
+def test_keys_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        make_keys(tmp_path / "keys")
+        make_keys(tmp_path / "keys", client="studio-7")
+    finally:
+        os.umask(old_umask)
+    modes = {
+        path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [tmp_path / "keys", *(tmp_path / "keys").rglob("*")]
+    }
+    assert modes == {
+        "keys": 0o700,
+        "keys/clients": 0o700,
+        "keys/clients/client.key": 0o600,
+        "keys/clients/studio-7.key": 0o600,
+        "keys/client.key_secret": 0o600,
+        "keys/studio-7.key_secret": 0o600,
+        "keys/server.key": 0o600,
+        "keys/server.key_secret": 0o600,
+    }
+
+
+def test_a_server_secret_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = make_keys(tmp_path / "keys")
+    ServerCurve.from_dir(tmp_path / "keys")
+    assert "readable by other users" not in caplog.text
+    files.server_secret.chmod(0o644)
+    ServerCurve.from_dir(tmp_path / "keys")
+    assert f"{files.server_secret} is readable by other users (mode 0644)" in caplog.text
 
 
 def test_listed_client_is_served_unlisted_is_not(tmp_path: Path) -> None:
