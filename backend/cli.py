@@ -34,7 +34,7 @@ from backend.pipelines.catalogue import METHODS, PRESETS
 from protocol.client import Client
 from protocol.curve import CurveKeys
 from protocol.errors import ProtocolError, ServerUnreachable
-from protocol.fields import FieldReader, as_bool, as_float, as_list, as_text, as_vector, join
+from protocol.fields import FieldReader, as_bool, as_list, as_text, join
 from protocol.frames import check_job_id, header_summary, new_job_id
 from protocol.glb import inspect_glb
 from protocol.limits import Limits
@@ -256,18 +256,11 @@ def read_scene(path: Path, args: argparse.Namespace) -> ComposeRequest:
     try:
         reader = FieldReader(data)
         boxes_value, boxes_path = reader.take("boxes")
-        boxes = []
-        for index, item in enumerate(as_list(boxes_value, boxes_path, 0, 10_000)):
-            box = FieldReader(item, join(boxes_path, index))
-            boxes.append(
-                PromptBox(
-                    centre=as_vector(*box.take("centre"), 3),  # type: ignore[arg-type]
-                    size=as_vector(*box.take("size"), 3),  # type: ignore[arg-type]
-                    yaw_deg=as_float(*box.get("yaw", 0.0)),
-                    prompt=as_text(*box.take("prompt"), 10_000),
-                )
-            )
-            box.finish()
+        limits = Limits()
+        boxes = [
+            PromptBox.from_fields(item, join(boxes_path, index), limits, "yaw", 0.0)
+            for index, item in enumerate(as_list(boxes_value, boxes_path, 1, limits.max_boxes))
+        ]
         scene_value, scene_path = reader.get("scene_prompt", None)
         negative_value, negative_path = reader.get("negative_prompt", "")
         background_value, background_path = reader.get("include_background", False)
@@ -473,7 +466,7 @@ def _server_side(args: argparse.Namespace) -> tuple[ModuleType, tuple[str, ...],
         fields = [
             runner.server_info_fields(device, args.model, args.precision) for device in devices
         ]
-    except (FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:
         raise CliError(str(exc)) from exc
     if devices == ("auto",):
         devices = (str(fields[0]["device"]),)

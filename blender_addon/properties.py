@@ -19,7 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from protocol.messages import MAX_PARTICLES, PRECISIONS
+from protocol.messages import MAX_PARTICLES, PRECISIONS, TERMINAL_STATES
 
 METHOD_ITEMS = [
     ("sds", "SDS", "Score distillation sampling (DreamFusion): fast, saturated"),
@@ -77,8 +77,8 @@ JOB_STATE_ITEMS = [
     ("cancelled", "Cancelled", "Stopped on request"),
     ("interrupted", "Interrupted", "The server or its worker stopped while the job ran"),
 ]
-FINISHED_STATES = frozenset({"done", "failed", "cancelled", "interrupted"})
-"""Job states that never change again."""
+FINISHED_STATES = frozenset(str(state) for state in TERMINAL_STATES)
+"""Job states that never change again (the protocol's terminal states)."""
 
 
 def _select_box(settings: BoxDreamSettings, context: bpy.types.Context) -> None:

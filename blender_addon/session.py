@@ -29,7 +29,7 @@ import bpy
 from protocol.address import is_loopback
 from protocol.client import Client
 from protocol.curve import CurveKeys
-from protocol.errors import ProtocolError, ServerUnreachable
+from protocol.errors import ErrorCode, ProtocolError, ServerUnreachable
 from protocol.frames import new_job_id
 from protocol.messages import (
     Accepted,
@@ -545,7 +545,7 @@ def apply_event(
         if not bpy.app.background:
             push_undo(f"BoxDream: {job.title}")
     elif isinstance(event, Error):
-        job.state = "interrupted" if event.code == "interrupted" else "failed"
+        job.state = "interrupted" if event.code == ErrorCode.INTERRUPTED else "failed"
         job.message = event.message
     elif isinstance(event, Cancelled):
         job.state = "cancelled"

@@ -47,6 +47,19 @@ class ProtocolError(Exception):
         return (type(self), (self.code, self.field, self.message))
 
 
+class FieldError(ValueError):
+    """A bad value found outside message decoding (a preset or device name, a model folder, a
+    precision): `field` names it and the message starts with it. A server turns it into a
+    `ProtocolError` with code `bad_value`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[type[FieldError], tuple[str, str]]:
+        return (type(self), (self.field, str(self)))
+
+
 class ServerUnreachable(ConnectionError):
     """The server did not answer within the client's timeout, after its retries."""
 

@@ -15,7 +15,6 @@ from protocol.errors import ErrorCode, ProtocolError
 
 GLB_MAGIC = b"glTF"
 JSON_CHUNK = 0x4E4F534A
-BIN_CHUNK = 0x004E4942
 _TRIANGLES, _TRIANGLE_STRIP, _TRIANGLE_FAN = 4, 5, 6
 
 

@@ -289,15 +289,27 @@ class PromptBox:
         }
 
     @classmethod
-    def from_fields(cls, value: object, path: str, limits: Limits) -> PromptBox:
-        """Read and check one box, including that it lies inside the scene bound."""
+    def from_fields(
+        cls,
+        value: object,
+        path: str,
+        limits: Limits,
+        yaw_field: str = "yaw_deg",
+        yaw_default: float | None = None,
+    ) -> PromptBox:
+        """Read and check one box, including that it lies inside the scene bound. The wire
+        names the yaw `yaw_deg` and requires it; a scene file (`boxdream compose`) names it
+        `yaw`, default 0 (`yaw_field`, `yaw_default`)."""
         reader = FieldReader(value, path)
         centre = as_vector(*reader.take("centre"), 3)
         size_value, size_path = reader.take("size")
         size = as_vector(size_value, size_path, 3)
         for axis, edge in enumerate(size):
             as_float(edge, join(size_path, axis), limits.min_box_size, limits.max_box_size)
-        yaw_deg = as_float(*reader.take("yaw_deg"))
+        if yaw_default is None:
+            yaw_deg = as_float(*reader.take(yaw_field))
+        else:
+            yaw_deg = as_float(*reader.get(yaw_field, yaw_default))
         prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
         reader.finish()
         box = cls(centre=centre, size=size, yaw_deg=yaw_deg, prompt=prompt)  # type: ignore[arg-type]

@@ -61,7 +61,7 @@ def build_text_encoder(vocab_size: int) -> CLIPTextModel:
 
 def build_unet(camera_conditioned: bool = True) -> UNet2DConditionModel:
     """1.4M-parameter 32x32 U-Net; cross-attention only at 8x8 and in the mid block, 2 heads
-    (REFERENCE.md: attention resolution and head count dominate CPU cost).
+    (attention resolution and head count dominate its cost on a CPU).
 
     camera_conditioned: take the camera condition c (`backend.guidance.camera_condition`) as a
     projected class label added to the timestep embedding. The embedding's last layer starts

@@ -1,7 +1,7 @@
 """Dense voxel grid field: volume density and albedo in the cube [-bound, bound]^3.
 
-The representation the CPU path optimises (REFERENCE.md: a 64^3 grid renders forward+backward
-~4x faster than a small MLP on these machines) and the one SJC uses. Channels of one grid:
+The representation the CPU path optimises (a 64^3 grid renders forward+backward about 4x faster
+than a small MLP on a 2-core CPU) and the one SJC uses. Channels of one grid:
 
     raw density s(x)  (trilinear)      sigma(x) = k softplus(s(x) + b(x))
     albedo logits (3)                   a(x) = sigmoid(logits(x))

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import torch
 
+from protocol.errors import FieldError
 from protocol.messages import PRECISIONS
 
 DTYPES: dict[str, torch.dtype] = {
@@ -46,7 +47,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     other device). Raises ValueError naming the field for an unknown name.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise FieldError(
+            "precision", f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}"
+        )
     if precision != "auto":
         return DTYPES[precision]
     if device.type != "cuda":
@@ -59,7 +62,7 @@ def precision_name(dtype: torch.dtype) -> str:
     for name, known in DTYPES.items():
         if known == dtype:
             return name
-    raise ValueError(f"precision: {dtype} is not one of {', '.join(DTYPES)}")
+    raise FieldError("precision", f"precision: {dtype} is not one of {', '.join(DTYPES)}")
 
 
 def synchronised_clock(device: torch.device) -> float:

@@ -34,6 +34,7 @@ from backend.guidance.camera_condition import (
     config_accepts_camera,
 )
 from backend.guidance.precision import precision_name
+from protocol.errors import FieldError
 
 BUILTIN_MODEL_NAME = "tiny-shapes"
 """Name of the model that ships inside the package."""
@@ -59,28 +60,30 @@ def _component_class(library: str, class_name: str) -> type:
 
 
 def read_model_index(source: str) -> dict:
-    """The model_index.json of a local folder or a hub id, or FileNotFoundError naming the
+    """The model_index.json of a local folder or a hub id, or `FieldError` naming the
     field: the folder is not a diffusers model, or the hub id is not reachable from here."""
     folder = Path(source)
     if folder.is_dir():
         index = folder / "model_index.json"
         if not index.is_file():
-            raise FileNotFoundError(
+            raise FieldError(
+                "model",
                 f"model: {source!r} is not a diffusers model folder (it has no "
-                "model_index.json); give a folder written by save_pretrained, or a hub id"
+                "model_index.json); give a folder written by save_pretrained, or a hub id",
             )
         try:
             return json.loads(index.read_text())
         except ValueError as exc:
-            raise FileNotFoundError(f"model: {index} is not valid JSON ({exc})") from exc
+            raise FieldError("model", f"model: {index} is not valid JSON ({exc})") from exc
     try:
         from huggingface_hub import hf_hub_download  # hub ids, on machines that reach the hub
 
         return json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
     except (OSError, ValueError, ImportError) as exc:
-        raise FileNotFoundError(
+        raise FieldError(
+            "model",
             f"model: {source!r} is neither a local folder nor a hub id reachable from this "
-            f"machine ({type(exc).__name__}); give the folder of a diffusers model"
+            f"machine ({type(exc).__name__}); give the folder of a diffusers model",
         ) from exc
 
 
@@ -121,8 +124,8 @@ def model_family(name_or_path: str | None) -> ModelFamily:
     try:
         unet = _read_component_config(source, "unet")
     except (OSError, ValueError) as exc:
-        raise FileNotFoundError(
-            f"model: cannot read unet/config.json of {source!r} ({exc})"
+        raise FieldError(
+            "model", f"model: cannot read unet/config.json of {source!r} ({exc})"
         ) from exc
     has_vae = index.get("vae", [None])[0] is not None
     return family_of(has_vae, config_accepts_camera(unet))
@@ -140,15 +143,17 @@ def _check_local_components(source: str, index: dict) -> None:
     ]
     unlisted = [name for name in REQUIRED_COMPONENTS if index.get(name, [None])[0] is None]
     if unlisted:
-        raise FileNotFoundError(
+        raise FieldError(
+            "model",
             f"model: {source!r} lacks the component(s) {', '.join(unlisted)} in its "
             "model_index.json (a text-to-image model needs unet, scheduler, text_encoder and "
-            "tokenizer)"
+            "tokenizer)",
         )
     if missing:
-        raise FileNotFoundError(
+        raise FieldError(
+            "model",
             f"model: {source!r} lacks the folder(s) {', '.join(f'{m}/' for m in missing)} that "
-            "its model_index.json lists"
+            "its model_index.json lists",
         )
 
 
@@ -201,8 +206,8 @@ class DiffusionPrior:
                 parts[name] = loader.from_pretrained(source, subfolder=name, **options)
             except (OSError, ValueError) as exc:
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise FileNotFoundError(
-                    f"model: cannot load {name} ({class_name}) of {source!r}: {first_line}"
+                raise FieldError(
+                    "model", f"model: cannot load {name} ({class_name}) of {source!r}: {first_line}"
                 ) from exc
         return cls.from_components(
             parts["unet"],
@@ -230,10 +235,12 @@ class DiffusionPrior:
         config = getattr(unet, "config", None)
         if getattr(config, "class_embed_type", None) == "projection" and not accepts_camera(unet):
             width = getattr(config, "projection_class_embeddings_input_dim", None)
-            raise ValueError(
+            raise FieldError(
+                "model",
                 f"model: its U-Net takes a class label of {width} numbers, not the "
                 f"{CAMERA_CONDITION_DIM}-number camera condition of this BoxDream "
-                "(backend/guidance/camera_condition.py); retrain it, or use the shipped tiny-shapes"
+                "(backend/guidance/camera_condition.py); retrain it, or use the shipped "
+                "tiny-shapes",
             )
         device = torch.device(device)
         modules = [m for m in (unet, text_encoder, vae) if m is not None]
@@ -382,7 +389,7 @@ class DiffusionPrior:
             return a.sqrt() * noise - (1 - a).sqrt() * x0
         if prediction == "sample":
             return x0
-        raise ValueError(f"model: unsupported prediction_type {prediction!r}")
+        raise FieldError("model", f"model: unsupported prediction_type {prediction!r}")
 
     def predict_noise(
         self,
@@ -403,7 +410,7 @@ class DiffusionPrior:
             return a.sqrt() * out + (1 - a).sqrt() * x_t.float()
         if prediction == "sample":
             return (x_t.float() - a.sqrt() * out) / (1 - a).sqrt()
-        raise ValueError(f"model: unsupported prediction_type {prediction!r}")
+        raise FieldError("model", f"model: unsupported prediction_type {prediction!r}")
 
     def guided_noise(
         self,

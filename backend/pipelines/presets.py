@@ -29,6 +29,7 @@ from backend.pipelines.catalogue import METHODS, PRESETS
 from backend.render.cameras import CameraSamplingConfig
 from backend.render.renderer import RenderConfig
 from backend.render.shading import ShadingConfig
+from protocol.errors import FieldError
 
 
 @dataclass(frozen=True)
@@ -272,11 +273,11 @@ _TABLES = {
 
 
 def check_names(preset: str, method: str) -> None:
-    """Raise ValueError naming the field when `preset` or `method` is not offered."""
+    """Raise `FieldError` naming the field when `preset` or `method` is not offered."""
     if preset not in PRESETS:
-        raise ValueError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+        raise FieldError("preset", f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
     if method not in METHODS:
-        raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+        raise FieldError("method", f"method: {method!r} is not one of {', '.join(METHODS)}")
 
 
 def preset_config(preset: str, method: str, family: ModelFamily) -> DistillConfig:

@@ -17,16 +17,14 @@ from backend.guidance.precision import NonFiniteGradient, precision_name, resolv
 from backend.guidance.prior import BUILTIN_MODEL_NAME, DiffusionPrior, ModelFamily, model_family
 from backend.pipelines.generate import generate
 from backend.pipelines.presets import METHODS, PRESETS, check_names, preset_config
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.errors import ErrorCode, FieldError, ProtocolError
 from protocol.messages import (
     ComposeRequest,
-    EditRequest,
     GenerateRequest,
+    JobRequest,
     Warning,
     check_in_vocabulary,
 )
-
-JobRequest = GenerateRequest | ComposeRequest | EditRequest
 
 _priors: dict[tuple[str, str, torch.dtype], DiffusionPrior] = {}
 _priors_lock = threading.Lock()
@@ -39,11 +37,11 @@ def resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(
-            f"device: {device!r} is not a torch device (auto, cpu, cuda, cuda:N)"
+        raise FieldError(
+            "device", f"device: {device!r} is not a torch device (auto, cpu, cuda, cuda:N)"
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked, but this machine has no CUDA device")
+        raise FieldError("device", f"device: {device!r} asked, but this machine has no CUDA device")
     return resolved
 
 
@@ -66,10 +64,9 @@ def prompts_of(request: JobRequest) -> list[str]:
     return [request.prompt]
 
 
-def _protocol_error(exc: ValueError) -> ProtocolError:
-    """A ValueError whose message starts with "field: ..." as the protocol's error."""
-    field = str(exc).split(":", 1)[0]
-    return ProtocolError(ErrorCode.BAD_VALUE, field, str(exc))
+def _protocol_error(exc: FieldError) -> ProtocolError:
+    """A bad value found while running (a preset, the model folder) as the protocol's error."""
+    return ProtocolError(ErrorCode.BAD_VALUE, exc.field, str(exc))
 
 
 def run_job(
@@ -94,7 +91,7 @@ def run_job(
     model_name = request.model or model
     try:
         check_names(request.preset, request.method)
-    except ValueError as exc:
+    except FieldError as exc:
         raise _protocol_error(exc) from exc
     if model_name in (None, BUILTIN_MODEL_NAME):
         check_in_vocabulary(request, vocabulary_fields(), BUILTIN_MODEL_NAME)
@@ -105,7 +102,7 @@ def run_job(
     chosen = request.precision if request.precision != "auto" else precision
     try:
         prior = load_prior(model_name, torch_device, chosen)
-    except (FileNotFoundError, ValueError) as exc:
+    except FieldError as exc:
         raise _protocol_error(exc) from exc
     config = preset_config(request.preset, request.method, prior.family)
     if max_steps is not None:
@@ -168,8 +165,8 @@ def server_info_fields(device: str, model: str | None = None, precision: str = "
     default = model or BUILTIN_MODEL_NAME
     try:
         settings = model_settings(model, torch_device, precision)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ValueError(f"--model {default}: {exc}") from exc
+    except FieldError as exc:
+        raise FieldError(exc.field, f"--model {default}: {exc}") from exc
     builtin = settings["family"] == str(ModelFamily.BUILTIN) and default == BUILTIN_MODEL_NAME
     return {
         "server_version": __version__,

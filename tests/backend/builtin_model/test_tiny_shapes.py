@@ -28,12 +28,8 @@ from protocol.messages import GenerateRequest, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 MODEL = builtin_model_path()
-needs_model = pytest.mark.skipif(
-    not (MODEL / "model_index.json").exists(), reason="tiny-shapes not built"
-)
 
 
-@needs_model
 def test_loads_through_the_plain_diffusers_api_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet")
@@ -59,7 +55,6 @@ def test_loads_through_the_plain_diffusers_api_offline(monkeypatch):
     assert out.shape == (1, 3, 32, 32)
 
 
-@needs_model
 def test_weights_fit_the_size_budget():
     total = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
     assert total <= 25 * 2**20
@@ -89,7 +84,6 @@ def _error_turned(prior: DiffusionPrior, shape: str, turn_deg: float) -> float:
     return errors[1] / errors[0] - 1
 
 
-@needs_model
 def test_the_model_knows_which_way_a_cube_is_turned():
     """A cube seen from above is a square turned by the camera's azimuth; a cylinder is a disc
     whatever the azimuth. A prior that reads the azimuth predicts the cube worse under a label
@@ -127,7 +121,6 @@ def _sampled_cube_turns(
     return torch.cat(found)
 
 
-@needs_model
 @pytest.mark.slow
 def test_sampled_cubes_are_turned_as_the_camera_says():
     """The camera condition must fix the cube's turn in the image, not only its look on
@@ -158,7 +151,6 @@ CASES = [
 ]
 
 
-@needs_model
 @pytest.mark.slow
 @pytest.mark.parametrize(("prompt", "colour", "shape"), CASES)
 def test_generate_makes_the_asked_colour_and_shape(prompt, colour, shape):

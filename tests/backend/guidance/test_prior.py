@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from backend.guidance.prior import DiffusionPrior, resolve_model
+from protocol.errors import FieldError
 from tests.tiny_priors import tiny_pixel_prior, tiny_unet
 
 
@@ -43,7 +44,7 @@ def test_load_from_a_local_folder_offline(tmp_path, monkeypatch):
 
 def test_missing_model_names_the_field(tmp_path):
     with pytest.raises(
-        FileNotFoundError, match=r"model: .*nowhere.* is neither a local folder nor a hub id"
+        FieldError, match=r"model: .*nowhere.* is neither a local folder nor a hub id"
     ):
         DiffusionPrior.load(str(tmp_path / "nowhere"))
 

@@ -14,7 +14,7 @@ from backend.export.errors import MeshError
 from backend.export.export_field import export_field
 from backend.export.glb import read_glb
 from backend.export.marching import MarchingConfig
-from backend.guidance.prior import ModelFamily, builtin_model_path
+from backend.guidance.prior import ModelFamily
 from backend.pipelines import compose as compose_module
 from backend.pipelines.compose import ComposeConfig, compose, step_schedule
 from backend.pipelines.presets import preset_config
@@ -146,10 +146,6 @@ def test_scene_steps_run_with_a_latent_prior(latent_prior):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (builtin_model_path() / "model_index.json").is_file(),
-    reason="the built-in model tiny-shapes is not there yet",
-)
 def test_red_cube_and_blue_sphere_side_by_side():
     request = ComposeRequest(
         boxes=[

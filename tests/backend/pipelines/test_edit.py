@@ -23,7 +23,7 @@ from backend.field.grid_field import GridFieldConfig
 from backend.field.mesh_to_field import sample_surface
 from backend.guidance import methods as methods_module
 from backend.guidance.distillation import DistillationStep
-from backend.guidance.prior import DiffusionPrior, ModelFamily, builtin_model_path
+from backend.guidance.prior import DiffusionPrior, ModelFamily
 from backend.pipelines.edit import edit
 from backend.pipelines.edit_source import read_sources, surface_colour, transform_points
 from backend.pipelines.presets import DistillConfig, preset_config
@@ -291,10 +291,6 @@ def _albedo_colour(mesh: TexturedMesh) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (builtin_model_path() / "model_index.json").is_file(),
-    reason="the built-in model tiny-shapes is not trained yet",
-)
 def test_red_cube_edited_to_green_comes_back_green_with_the_same_geometry():
     torch.manual_seed(0)
     prior = DiffusionPrior.load(None)
