@@ -21,6 +21,7 @@ from backend.guidance.camera_condition import camera_condition
 from backend.guidance.view_prompts import view_suffix
 from backend.render.background import sample_backgrounds
 from backend.render.cameras import (
+    TRAINING_CAMERAS,
     Cameras,
     CameraSamplingConfig,
     camera_rays,
@@ -28,14 +29,6 @@ from backend.render.cameras import (
     sample_cameras,
 )
 from backend.render.shading import ShadingConfig, sample_shading_modes, shade
-
-TRAINING_CAMERAS = CameraSamplingConfig(distance_range=(1.75, 1.75), fovy_range_deg=(55.0, 55.0))
-"""The cameras of the training set, and of score distillation with `tiny-shapes` (the CPU
-presets): the SDS defaults' elevations, azimuths and jitter, but one distance and one field of
-view (the middle of threestudio's ranges). With the distance (1.5-2), the fov (40-70 degrees)
-and the object's scale (0.85-1.1) all random, an object's size on screen varied about 3x, which
-hid what the azimuth changes; the prior learned to ignore it, and SDS grew a drum for "a cube".
-Framed alike, the prior reads the azimuth (tests/backend/builtin_model/test_tiny_shapes.py)."""
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,7 @@ diffusers folder layout (model_index.json, unet/, text_encoder/, tokenizer/, sch
 vocabulary.json) from the EMA weights, plus a sample grid (one row per shape, one column per
 colour).
 
-The committed model is five runs on 2 cores (measured on 2026-12-01: the first with 1 thread
-beside other work, 0.42 s per step, 43 min; the second to fourth with 2 threads on an idle
-machine, 0.25-0.27 s per step, 14-26 min; the fifth with 1 thread beside other work, 0.5 s
-per step, 50 min; other days' machines ran up to 1.1 s per step). On an idle machine with 2
-threads the five take about 1 h 50 min:
+The committed model is five runs (about 1 h 50 min on 2 idle cores):
 
     python -m backend.builtin_model.train stage1 --text-only             # 6,000 steps
     python -m backend.builtin_model.train stage2 --init-from stage1 \
@@ -22,15 +18,10 @@ threads the five take about 1 h 50 min:
         --steps 6000 --lr 1e-3 --seed 4                                   # 6,000 steps
 
 The first learns shapes and colours from text alone; the second adds the camera condition
-(`backend.guidance.camera_condition`) on a fresh data set, starting from the first's weights
-(the camera embedding starts at zero, so step 0 is the text-only model); the later ones train
-the camera longer, each on another fresh data set. The azimuth is learnt late: a cube's error
-under a label turned 45 degrees was +3.3% after the second run and +28% after the third, yet
-the third's samples of a cube were still turned at random (median 15 degrees off the camera's
-turn; tests/backend/builtin_model/test_tiny_shapes.py); after 1,500 more steps 9 degrees, after
-3,000 6, and the turned label's error +205% after the fourth run, +284% after the fifth. All
-see every object at one framing (`dataset.TRAINING_CAMERAS`), which is what lets the azimuth be
-learnt.
+(`backend.guidance.camera_condition`, its embedding starting at zero) on a fresh data set; the
+later ones train the camera longer, each on another fresh data set, at one framing
+(`backend.render.cameras.TRAINING_CAMERAS`) so that the azimuth can be learnt. What each run
+changed, and its cost: docs/research/tiny-shapes-training.md.
 """
 
 from __future__ import annotations

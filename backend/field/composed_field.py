@@ -35,8 +35,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from backend.field.grid_field import DenseGridField, FieldSamples, GridFieldConfig
-from backend.field.oriented_box import OrientedBox
+from backend.field.grid_field import DenseGridField, GridFieldConfig
+from backend.geometry.field_samples import FieldSamples
+from backend.geometry.oriented_box import OrientedBox
 
 VIEW_HALF_EXTENT = 0.5
 """Half-extent, in camera-orbit units, at which the scene and each box are framed: the built-in

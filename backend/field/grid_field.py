@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.field.total_variation import charbonnier_variation, squared_variation
+from backend.geometry.field_samples import FieldSamples
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,6 @@ class GridFieldConfig:
     make a surface opaque with smaller raw steps, which the total variation charges less for."""
     init_albedo: float = 0.5
     """Initial albedo (grey)."""
-
-
-@dataclass
-class FieldSamples:
-    """Field values at N points: density [N], albedo [N, 3], normal [N, 3]."""
-
-    density: torch.Tensor
-    albedo: torch.Tensor
-    normal: torch.Tensor
 
 
 class DenseGridField(torch.nn.Module):

@@ -37,7 +37,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from backend.field.grid_field import DenseGridField, GridFieldConfig
-from backend.render.triangle_raster import triangle_coverage
+from backend.geometry.triangle_raster import triangle_coverage
 
 SurfaceColour = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(face ids [N], barycentric weights [N, 3]) -> colours [N, 3] in [0, 1]."""

@@ -24,8 +24,8 @@ embedding; measured, it did not (its denoising loss on held-out renders was the 
 true camera and with the camera of another image at the same elevation), predicted every
 azimuth's average, and score distillation grew a drum instead of a cube. With the harmonics
 given, the azimuth enters linearly. Harmonics alone were not enough: the azimuth is learnt
-only once the training images frame every object alike (`backend.builtin_model.dataset.
-TRAINING_CAMERAS`; the README's "It is told the camera" has the numbers).
+only once the training images frame every object alike (`backend.render.cameras.
+TRAINING_CAMERAS`; docs/research/camera-conditioned-prior.md has the numbers).
 
 c = 0 means "camera unknown" (every real camera has sin^2 + cos^2 = 1 in each pair): the prior
 is trained with a share of zeroed conditions, so callers without a camera (a sample grid, a

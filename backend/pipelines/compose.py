@@ -37,7 +37,7 @@ import torch
 from backend.export.errors import MeshError
 from backend.export.export_field import export_field, to_glb
 from backend.field.composed_field import BoxedObject, ComposedField, SceneFrame, object_grid
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.guidance_interval import GuidanceInterval, interval_at

@@ -20,13 +20,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, replace
 
-from backend.builtin_model.dataset import TRAINING_CAMERAS
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
 from backend.guidance.guidance_interval import GuidanceInterval
 from backend.guidance.prior import ModelFamily
 from backend.pipelines.catalogue import METHODS, PRESETS
-from backend.render.cameras import CameraSamplingConfig
+from backend.render.cameras import TRAINING_CAMERAS, CameraSamplingConfig
 from backend.render.renderer import RenderConfig
 from backend.render.shading import ShadingConfig
 from protocol.errors import FieldError

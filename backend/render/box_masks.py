@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.render.cameras import Cameras, camera_rays
 from backend.render.ray_sampling import ray_box_interval
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from backend.geometry.triangle_raster import triangle_coverage
 from backend.render.cameras import Cameras, camera_rays
 from backend.render.renderer import RenderOutput
 from backend.render.shading import ShadingConfig, shade
-from backend.render.triangle_raster import triangle_coverage
 
 NEAR = 1e-3
 """Triangles with a corner closer to the camera plane than this (scene units) are skipped."""

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from backend.field.grid_field import FieldSamples
+from backend.geometry.field_samples import FieldSamples
 from backend.render.cameras import Cameras, camera_rays
 from backend.render.compositing import compositing_weights, sample_deltas
 from backend.render.ray_sampling import importance_samples, ray_box_interval, stratified_samples

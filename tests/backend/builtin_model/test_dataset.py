@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from backend.builtin_model.dataset import TRAINING_CAMERAS, silhouettes, training_views
+from backend.builtin_model.dataset import silhouettes, training_views
+from backend.render.cameras import TRAINING_CAMERAS
 
 DISTANCE = TRAINING_CAMERAS.distance_range[0]
 FOCAL = 16.0 / math.tan(math.radians(TRAINING_CAMERAS.fovy_range_deg[0]) / 2)  # pixels, 32 px

@@ -18,7 +18,7 @@ from backend.builtin_model.dataset import (
 )
 from backend.builtin_model.sample_grid import sample_images
 from backend.export.glb import read_glb
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.prior import DiffusionPrior, ModelFamily, builtin_model_path
 from backend.pipelines.generate import generate

@@ -14,7 +14,7 @@ from backend.field.composed_field import (
     object_grid,
 )
 from backend.field.grid_field import GridFieldConfig
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.render.cameras import orbit_cameras
 from backend.render.renderer import RenderConfig, render
 from backend.render.shading import ShadingMode

@@ -7,7 +7,7 @@ import math
 import torch
 
 from backend.builtin_model.architecture import build_unet
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.camera_condition import (
     AZIMUTH_HARMONICS,
     CAMERA_CONDITION_DIM,

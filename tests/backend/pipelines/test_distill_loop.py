@@ -11,8 +11,8 @@ import torch
 
 from backend.field.composed_field import ComposedField
 from backend.field.grid_field import DenseGridField, GridFieldConfig
-from backend.field.oriented_box import OrientedBox
 from backend.field.total_variation import charbonnier_variation, squared_variation
+from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.sds import SDS
 from backend.pipelines.distill_loop import distill, learning_rate, smoothing_loss
 from backend.pipelines.presets import DistillConfig, RegulariserConfig

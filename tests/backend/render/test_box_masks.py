@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.field.oriented_box import OrientedBox
+from backend.geometry.oriented_box import OrientedBox
 from backend.render.box_masks import box_masks, first_hit_box
 from backend.render.cameras import orbit_cameras
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from backend.field.grid_field import FieldSamples
+from backend.geometry.field_samples import FieldSamples
 from backend.render.cameras import orbit_cameras
 from backend.render.renderer import RenderConfig, render
 from backend.render.shading import ShadingConfig, ShadingMode
