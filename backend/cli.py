@@ -53,12 +53,12 @@ from protocol.messages import (
     JobRequest,
     JobStatus,
     JobSummary,
+    JobWarning,
     MeshInput,
     Progress,
     PromptBox,
     Result,
     ServerInfo,
-    Warning,
     validate,
 )
 
@@ -136,7 +136,7 @@ class ProgressView:
             self._progress(event)
         elif isinstance(event, Accepted):
             self._say(f"job {event.job} accepted (queue position {event.queue_position})")
-        elif isinstance(event, Warning):
+        elif isinstance(event, JobWarning):
             self._say(f"warning: {event.message}")
 
     def finish(self, result: Result, files: list[Path]) -> None:

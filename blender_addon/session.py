@@ -37,11 +37,11 @@ from protocol.messages import (
     Error,
     Event,
     JobRequest,
+    JobWarning,
     Preview,
     Progress,
     Result,
     ServerInfo,
-    Warning,
 )
 
 from . import importer
@@ -531,7 +531,7 @@ def apply_event(
             job.message = ""
     elif isinstance(event, Preview):
         show_preview(job, event.png)
-    elif isinstance(event, Warning):
+    elif isinstance(event, JobWarning):
         job.message = event.message
     elif isinstance(event, Result):
         try:

@@ -739,7 +739,7 @@ class Preview(Message):
 
 
 @dataclass(frozen=True)
-class Warning(Message):
+class JobWarning(Message):
     """Server → client: something the user should know, the job goes on."""
 
     TYPE: ClassVar[str] = "warning"
@@ -979,10 +979,10 @@ class JobList(Message):
 JobRequest = GenerateRequest | ComposeRequest | EditRequest
 """A request that creates a job."""
 
-Event = Accepted | Progress | Preview | Warning | Result | Error | Cancelled
+Event = Accepted | Progress | Preview | JobWarning | Result | Error | Cancelled
 """Something that happened to a job, streamed to the client that asked."""
 
-PipelineEvent = Progress | Preview | Warning | Result
+PipelineEvent = Progress | Preview | JobWarning | Result
 """What a pipeline yields."""
 
 JOB_REQUEST_TYPES: tuple[type[Message], ...] = (GenerateRequest, ComposeRequest, EditRequest)
@@ -998,7 +998,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     Accepted,
     Progress,
     Preview,
-    Warning,
+    JobWarning,
     Result,
     Error,
     Cancelled,

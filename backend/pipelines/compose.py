@@ -55,12 +55,12 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import join
 from protocol.messages import (
     ComposeRequest,
+    JobWarning,
     Preview,
     Progress,
     PromptBox,
     Result,
     ResultMesh,
-    Warning,
 )
 
 
@@ -300,7 +300,7 @@ def compose(
             field, frame, config, mesh_name(request.scene_prompt, taken)
         )
         if background is None:
-            yield Warning(
+            yield JobWarning(
                 message="scene_prompt: the background came out empty, so the result holds "
                 "the objects only"
             )

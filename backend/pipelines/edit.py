@@ -26,11 +26,11 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     EDIT_MODES,
     EditRequest,
+    JobWarning,
     Preview,
     Progress,
     Result,
     ResultMesh,
-    Warning,
 )
 
 
@@ -39,7 +39,7 @@ def edit(
     prior: DiffusionPrior,
     config: DistillConfig,
     should_cancel: Callable[[], bool],
-) -> Iterator[Progress | Preview | Warning | Result]:
+) -> Iterator[Progress | Preview | JobWarning | Result]:
     """The edit pipeline: per mesh, loop events (stage "texture <name>" or "shape <name>",
     then "export <name>"), then one Result.
 

@@ -22,7 +22,7 @@ from protocol.messages import (
     ComposeRequest,
     GenerateRequest,
     JobRequest,
-    Warning,
+    JobWarning,
     check_in_vocabulary,
 )
 
@@ -78,7 +78,7 @@ def run_job(
     max_steps: int | None = None,
     precision: str = "auto",
 ) -> Iterator:
-    """Run one job; yields Progress, Preview, Warning and finally Result events.
+    """Run one job; yields Progress, Preview, JobWarning and finally Result events.
 
     `precision` is the server's choice for requests that ask for "auto". `max_steps` caps the
     preset's optimisation steps: a development and test option (`serve --max-steps`) for
@@ -98,7 +98,7 @@ def run_job(
         for prompt in prompts_of(request):
             warning = vocabulary.vocabulary_warning(prompt)
             if warning:
-                yield Warning(message=f"{prompt!r}: {warning}")
+                yield JobWarning(message=f"{prompt!r}: {warning}")
     chosen = request.precision if request.precision != "auto" else precision
     try:
         prior = load_prior(model_name, torch_device, chosen)

@@ -31,7 +31,7 @@ from backend.pipelines.presets import DistillConfig
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import join
-from protocol.messages import Preview, Progress, Warning
+from protocol.messages import JobWarning, Preview, Progress
 
 MESH_FIELD = MeshFieldConfig()
 """How shape mode turns a mesh into a field (the defaults)."""
@@ -80,7 +80,7 @@ def edit_shape(
     should_cancel: Callable[[], bool],
     seed: int = 0,
     mesh_config: MeshFieldConfig = MESH_FIELD,
-) -> Generator[Progress | Preview | Warning, None, bytes]:
+) -> Generator[Progress | Preview | JobWarning, None, bytes]:
     """Reshape one input mesh; yields loop events and returns the result GLB (one mesh named
     after the input, in the input's local frame, identity node transform)."""
     if abs(np.linalg.det(source.world)) < MIN_DETERMINANT:
@@ -99,7 +99,7 @@ def edit_shape(
     if region is not None:
         after_step = FrozenVoxels(field, source.frame, region)
         if not after_step.any_editable:
-            yield Warning(message=f"{source.name}: the region lies outside its field; unchanged")
+            yield JobWarning(message=f"{source.name}: the region lies outside its field; unchanged")
             return source.unchanged_glb()
 
     sample_views = prompt_view_sampler(prior, embeddings, config)

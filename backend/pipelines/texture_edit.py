@@ -48,7 +48,7 @@ from backend.render.mesh_texture_renderer import TexturedSurface, render_texture
 from backend.render.preview import PREVIEW_BACKGROUND, fixed_cameras, png_bytes, to_strip
 from backend.render.renderer import RenderConfig, RenderOutput
 from backend.render.shading import ShadingConfig, ShadingMode
-from protocol.messages import Preview, Progress, Warning
+from protocol.messages import JobWarning, Preview, Progress
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def edit_texture(
     generator: torch.Generator,
     should_cancel: Callable[[], bool],
     texture_config: TextureEditConfig = TextureEditConfig(),
-) -> Generator[Progress | Preview | Warning, None, bytes]:
+) -> Generator[Progress | Preview | JobWarning, None, bytes]:
     """Repaint one input mesh; yields loop events and returns the result GLB (all parts,
     geometry as read)."""
     parts = [
@@ -254,12 +254,12 @@ def edit_texture(
     ]
     for part in parts:
         if part.unwrapped:
-            yield Warning(
+            yield JobWarning(
                 message=f"{source.name}: part {part.mesh.name!r} had no UVs; it got an automatic "
                 "UV layout (vertices split along the seams, same positions) and a new texture"
             )
     if not any(part.region.editable.any() for part in parts):
-        yield Warning(
+        yield JobWarning(
             message=f"{source.name}: no texel may change (the region misses its surface, or "
             "its UVs cover no texel); unchanged"
         )

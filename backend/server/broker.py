@@ -53,6 +53,7 @@ from protocol.messages import (
     JobRequest,
     JobState,
     JobStatus,
+    JobWarning,
     ListJobs,
     Message,
     Preview,
@@ -60,7 +61,6 @@ from protocol.messages import (
     Result,
     ServerInfo,
     Status,
-    Warning,
     check_supported,
     decode_message,
 )
@@ -70,7 +70,7 @@ log = logging.getLogger("boxdream.server.broker")
 WorkerKey = tuple[int, bytes]
 """A worker: index of its back-end socket and its routing id there."""
 
-WORKER_EVENT_TYPES = (Progress, Preview, Warning, Result, Error, Cancelled)
+WORKER_EVENT_TYPES = (Progress, Preview, JobWarning, Result, Error, Cancelled)
 BATCH = 100
 """Messages read from one socket before looking at the other."""
 WORKER_PROBE_INTERVAL_S = 1.0

@@ -36,12 +36,12 @@ from protocol.messages import (
     Cancelled,
     Error,
     JobRequest,
+    JobWarning,
     Message,
     PipelineEvent,
     Preview,
     Progress,
     Result,
-    Warning,
     decode_message,
 )
 
@@ -56,7 +56,7 @@ EVENT = b"EVENT"
 READY_INTERVAL_S = 1.0
 """An idle worker repeats READY this often, so a restarted broker learns of it."""
 
-PIPELINE_EVENT_TYPES = (Progress, Preview, Warning, Result)
+PIPELINE_EVENT_TYPES = (Progress, Preview, JobWarning, Result)
 
 
 class Pipeline(Protocol):
@@ -234,7 +234,7 @@ class Worker:
                 ErrorCode.INTERNAL,
                 "",
                 f"internal error: the pipeline yielded a {type(event).__name__}, "
-                "not a Progress, Preview, Warning or Result",
+                "not a Progress, Preview, JobWarning or Result",
             )
         event = replace(event, job=job)
         try:

@@ -21,6 +21,7 @@ from protocol.messages import (
     JobList,
     JobStatus,
     JobSummary,
+    JobWarning,
     ListJobs,
     MeshInput,
     Message,
@@ -31,7 +32,6 @@ from protocol.messages import (
     ResultMesh,
     ServerInfo,
     Status,
-    Warning,
 )
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -160,7 +160,7 @@ def sample_messages() -> list[Message]:
         Progress(stage="coarse", step=5, total=100, loss=0.25, eta_s=12.5, job=JOB),
         Progress(stage="export", step=0, total=1, loss=None, eta_s=None),
         Preview(step=5, png=make_png(), job=JOB),
-        Warning(message="'dragon' is not in the built-in model's vocabulary", job=JOB),
+        JobWarning(message="'dragon' is not in the built-in model's vocabulary", job=JOB),
         Result(
             meshes=[
                 ResultMesh(name="box0", glb=glb, transform=IDENTITY),

@@ -21,7 +21,7 @@ from backend.pipelines.presets import preset_config
 from backend.pipelines.runner import load_prior
 from backend.render.renderer import RenderConfig
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.messages import ComposeRequest, Progress, PromptBox, Result, Warning
+from protocol.messages import ComposeRequest, JobWarning, Progress, PromptBox, Result
 from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 BOXES = [
@@ -93,7 +93,7 @@ def test_every_mesh_lies_inside_its_box(pixel_prior):
     meshes = events[-1].meshes
     assert [m.name for m in meshes] == ["red_cube", "cube"]
     # The untouched background stays below its iso-level: reported, not meshed.
-    assert any(isinstance(e, Warning) and "background" in e.message for e in events)
+    assert any(isinstance(e, JobWarning) and "background" in e.message for e in events)
     for mesh_out, box in zip(meshes, BOXES, strict=True):
         local = in_box_frame(world_vertices(mesh_out), box)
         half = np.asarray(box.size) / 2

@@ -33,7 +33,7 @@ from backend.render.renderer import RenderConfig
 from backend.render.shading import ShadingMode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import Limits
-from protocol.messages import IDENTITY, Result, Warning
+from protocol.messages import IDENTITY, JobWarning, Result
 from tests.backend.export.export_shapes import raw_glb
 from tests.backend.pipelines.edit_meshes import cube_glb, edit_request, uv_cube
 
@@ -146,7 +146,7 @@ def test_region_away_from_the_mesh_changes_nothing(pixel_prior):
     glb = cube_glb(texture_size=256)
     request = edit_request([glb], "a green cube", region=(5.0, 5.0, 5.0, 6.0, 6.0, 6.0))
     result, events = _run(request, pixel_prior)
-    assert any(isinstance(e, Warning) and "region" in e.message for e in events)
+    assert any(isinstance(e, JobWarning) and "region" in e.message for e in events)
     (before,), (after,) = read_glb(glb), read_glb(result.meshes[0].glb)
     assert np.array_equal(after.texture, before.texture)
 
@@ -159,7 +159,7 @@ def test_mesh_without_uvs_gets_a_new_layout_from_vertex_colours(pixel_prior):
     )
     glb = write_glb([mesh])
     result, events = _run(edit_request([glb], "a red sphere"), pixel_prior)
-    assert any(isinstance(e, Warning) and "no UVs" in e.message for e in events)
+    assert any(isinstance(e, JobWarning) and "no UVs" in e.message for e in events)
     (before,), (after,) = read_glb(glb), read_glb(result.meshes[0].glb)
     # Same triangles at the same positions, in the same order; vertices split along seams.
     assert np.array_equal(after.vertices[after.faces], before.vertices[before.faces])

@@ -28,12 +28,12 @@ from protocol.messages import (
     ComposeRequest,
     EditRequest,
     JobRequest,
+    JobWarning,
     PipelineEvent,
     Preview,
     Progress,
     Result,
     ResultMesh,
-    Warning,
 )
 from tests.protocol.samples import INFO_FIELDS, make_glb, make_png
 
@@ -71,7 +71,7 @@ def scripted_pipeline(
     step_s = _number(prompt, "step_ms", 10) / 1000.0
     padding = b"\x00" * (_number(prompt, "preview_kb", 0) * 1024)
     if "unknownword" in prompt:
-        yield Warning(message="'unknownword' is not in the built-in model's vocabulary")
+        yield JobWarning(message="'unknownword' is not in the built-in model's vocabulary")
     for step in range(1, steps + 1):
         if should_cancel():
             raise DoubleCancelled

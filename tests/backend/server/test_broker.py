@@ -307,7 +307,7 @@ def test_warning_events_reach_the_client(connect: Connect) -> None:
     client = connect()
     seen: list[Event] = []
     client.wait(client.submit(GenerateRequest(prompt="unknownword steps=1")), on_event=seen.append)
-    assert any(type(event).__name__ == "Warning" for event in seen)
+    assert any(type(event).__name__ == "JobWarning" for event in seen)
 
 
 def test_queue_full(jobs_dir: Path) -> None:
