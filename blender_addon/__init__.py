@@ -1,7 +1,9 @@
 """BoxDream for Blender: text to textured 3D objects, scenes from prompt boxes, and edits.
 
 The add-on talks to a BoxDream server (local or a remote GPU box) over ZeroMQ with the
-`protocol` package, which the extension zip ships as a wheel next to pyzmq. The submodules
+`protocol` package, which it imports as its own subpackage (`.protocol`, a link to the
+repository's `protocol/` here, a copy in the zip) so that no other extension's `protocol`
+can collide with it; the zip ships pyzmq as a wheel. The submodules
 import bpy, so they are imported at `register()`: `import blender_addon` itself needs no
 Blender, which lets `python -m blender_addon.build` run anywhere.
 """

@@ -4,9 +4,11 @@
     python -m blender_addon.build --no-wheels  # dist/boxdream-VERSION-dev.zip (no pyzmq)
     python -m blender_addon.build --check      # validate the source manifest and dist/*.zip
 
-Each zip holds the add-on modules, a manifest generated from `blender_manifest.toml`, and
-`wheels/`: the `protocol/` package as a pure-Python wheel built here, and the pyzmq wheel of
-the zip's platform, fetched with `pip download` (kept in build/wheels/ for offline rebuilds).
+Each zip holds the add-on modules with the `protocol/` package inside the extension's own
+folder (never a top-level `protocol` in Blender's shared site-packages, where another
+extension's could collide), a manifest generated from `blender_manifest.toml`, and `wheels/`:
+the pyzmq wheel of the zip's platform, fetched with `pip download` (kept in build/wheels/ for
+offline rebuilds).
 
 Why two zips per platform: Blender derives the Python versions an extension supports from
 its wheels, and a cp311 wheel next to an abi3 one narrows that to 3.11 alone, so Blender
@@ -18,8 +20,6 @@ its wheels, and a cp311 wheel next to an abi3 one narrows that to 3.11 alone, so
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import subprocess
 import sys
 import zipfile
@@ -44,7 +44,6 @@ BUILD_ONLY_MODULES = frozenset({"build.py", "manifest.py", "source_install.py"})
 """Modules of this folder for building and developing the extension, left out of it."""
 PYZMQ_VERSION = "27.3.0"
 """The pyzmq release bundled (has cp311 and cp312-abi3 wheels for every platform below)."""
-PROTOCOL_DISTRIBUTION = "boxdream_protocol"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 """Fixed timestamp of zip entries, so the same sources give the same bytes."""
 
@@ -115,44 +114,11 @@ def wheel_platforms(filename: str) -> set[str]:
     return platforms
 
 
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return "sha256=" + digest.decode("ascii")
-
-
 def _zip_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     archive.writestr(info, data)
-
-
-def protocol_wheel(directory: Path, version: str) -> Path:
-    """Write the `protocol/` package as a pure-Python wheel into `directory`; return its path."""
-    files = {
-        f"protocol/{path.relative_to(PROTOCOL_DIR).as_posix()}": path.read_bytes()
-        for path in sorted(PROTOCOL_DIR.rglob("*"))
-        if path.is_file() and path.suffix in (".py", ".md") and "__pycache__" not in path.parts
-    }
-    dist_info = f"{PROTOCOL_DISTRIBUTION}-{version}.dist-info"
-    files[f"{dist_info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: {PROTOCOL_DISTRIBUTION}\nVersion: {version}\n"
-        "Summary: The BoxDream wire protocol (vendored by the Blender extension)\n"
-        "Requires-Dist: pyzmq\n"
-    ).encode()
-    files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: blender_addon.build\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
-    )
-    record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in files.items()]
-    record.append(f"{dist_info}/RECORD,,")
-    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    path = directory / f"{PROTOCOL_DISTRIBUTION}-{version}-py3-none-any.whl"
-    directory.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            _zip_entry(archive, name, data)
-    return path
 
 
 def _cached_pyzmq(cache: Path, target: PythonTarget, platform: Platform) -> Path | None:
@@ -187,20 +153,28 @@ def pyzmq_wheel(cache: Path, target: PythonTarget, platform: Platform) -> Path:
 
 
 def addon_files() -> dict[str, bytes]:
-    """The add-on's runtime files by archive name (the manifest excluded: it is generated)."""
-    return {
+    """The add-on's runtime files by archive name (the manifest excluded: it is generated),
+    with the `protocol/` package inside the extension's own folder (`protocol/*.py`), where
+    only this extension imports it (as `bl_ext.<repository>.boxdream.protocol`)."""
+    files = {
         path.name: path.read_bytes()
         for path in sorted(ADDON_DIR.glob("*.py"))
         if path.name not in BUILD_ONLY_MODULES
     }
+    for path in sorted(PROTOCOL_DIR.glob("*")):
+        if path.is_file() and path.suffix in (".py", ".md"):
+            files[f"protocol/{path.name}"] = path.read_bytes()
+    return files
 
 
 def write_extension_zip(
     path: Path, manifest: dict, files: dict[str, bytes], wheels: Iterable[Path]
 ) -> Path:
-    """Write one extension zip: manifest (with its `wheels` list), modules, wheels/."""
+    """Write one extension zip: manifest (with its `wheels` list when there are wheels),
+    modules, wheels/."""
     wheels = list(wheels)
-    manifest = {**manifest, "wheels": [f"./wheels/{wheel.name}" for wheel in wheels]}
+    if wheels:
+        manifest = {**manifest, "wheels": [f"./wheels/{wheel.name}" for wheel in wheels]}
     check_manifest(manifest, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
@@ -240,11 +214,10 @@ def build(
     check_manifest(source, MANIFEST_NAME)
     version = source["version"]
     cache = cache or REPO_ROOT / "build" / "wheels"
-    protocol = protocol_wheel(cache / "protocol", version)
     files = addon_files()
     if not wheels:
         dev = dist / f"boxdream-{version}-dev.zip"
-        return [write_extension_zip(dev, source, files, [protocol])]
+        return [write_extension_zip(dev, source, files, [])]
     chosen = set(platforms) if platforms is not None else {p.blender for p in PLATFORMS}
     unknown = chosen - {p.blender for p in PLATFORMS}
     if unknown:
@@ -260,7 +233,7 @@ def build(
                     dist / name,
                     _target_manifest(source, target, platform),
                     files,
-                    [pyzmq_wheel(cache, target, platform), protocol],
+                    [pyzmq_wheel(cache, target, platform)],
                 )
             )
     return built

@@ -19,10 +19,10 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from protocol.client import Client
-from protocol.curve import CurveKeys
-from protocol.errors import ProtocolError, ServerUnreachable
-from protocol.messages import (
+from .protocol.client import Client
+from .protocol.curve import CurveKeys
+from .protocol.errors import ProtocolError, ServerUnreachable
+from .protocol.messages import (
     Cancelled,
     Error,
     Event,

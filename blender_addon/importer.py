@@ -21,10 +21,9 @@ import addon_utils
 import bpy
 from mathutils import Matrix, Vector
 
-from protocol.messages import Result, ResultMesh
-
 from .preferences import user_dir
 from .properties import BoxDreamJob
+from .protocol.messages import Result, ResultMesh
 
 COLLECTION_NAME = "BoxDream"
 GLTF_ADDON = "io_scene_gltf2"

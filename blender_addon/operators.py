@@ -21,9 +21,14 @@ import bpy
 from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 from mathutils import Vector
 
-from protocol.errors import ProtocolError
-from protocol.limits import Limits
-from protocol.messages import (
+from .glb_writer import object_glb
+from .importer import transform_of
+from .local_backend import LOCAL_BACKEND
+from .preferences import addon_preferences, user_dir
+from .properties import DEFAULT_MODEL, BoxDreamJob, BoxDreamSettings
+from .protocol.errors import ProtocolError
+from .protocol.limits import Limits
+from .protocol.messages import (
     ComposeRequest,
     EditRequest,
     GenerateRequest,
@@ -32,12 +37,6 @@ from protocol.messages import (
     PromptBox,
     validate,
 )
-
-from .glb_writer import object_glb
-from .importer import transform_of
-from .local_backend import LOCAL_BACKEND
-from .preferences import addon_preferences, user_dir
-from .properties import DEFAULT_MODEL, BoxDreamJob, BoxDreamSettings
 from .session import SESSION, ConnectionBlocked, find_job
 
 BOX_DISPLAY_SIZE = 0.5

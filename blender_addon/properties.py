@@ -19,7 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from protocol.messages import MAX_PARTICLES, PRECISIONS, TERMINAL_STATES
+from .protocol.messages import MAX_PARTICLES, PRECISIONS, TERMINAL_STATES
 
 METHOD_ITEMS = [
     ("sds", "SDS", "Score distillation sampling (DreamFusion): fast, saturated"),

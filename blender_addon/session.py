@@ -18,22 +18,6 @@ from pathlib import Path
 
 import bpy
 
-from protocol.address import is_loopback
-from protocol.curve import CurveKeys
-from protocol.errors import ErrorCode
-from protocol.frames import new_job_id
-from protocol.messages import (
-    Accepted,
-    Cancelled,
-    Error,
-    Event,
-    JobRequest,
-    JobWarning,
-    Preview,
-    Progress,
-    Result,
-)
-
 from . import importer
 from .client_thread import (
     POLL_MS,
@@ -56,6 +40,21 @@ from .client_thread import (
 )
 from .preferences import addon_preferences, user_dir
 from .properties import FINISHED_STATES, BoxDreamJob
+from .protocol.address import is_loopback
+from .protocol.curve import CurveKeys
+from .protocol.errors import ErrorCode
+from .protocol.frames import new_job_id
+from .protocol.messages import (
+    Accepted,
+    Cancelled,
+    Error,
+    Event,
+    JobRequest,
+    JobWarning,
+    Preview,
+    Progress,
+    Result,
+)
 
 log = logging.getLogger("boxdream.addon")
 

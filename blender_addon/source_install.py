@@ -3,8 +3,8 @@
 For tests, scripts (docs/render_addon_scene.py) and developers using bpy as a module: the
 add-on folder is symlinked into a user extensions repository in `repo_dir`, which is
 registered with Blender, then enabled with `addon_utils.enable(..., default_set=True)`.
-`protocol` must be importable (the repository root on `sys.path`); an installed zip brings
-it as a wheel instead. Not part of the extension zip.
+The add-on imports the protocol as its own subpackage (`blender_addon/protocol` is a link to
+the repository's `protocol/`; a built zip holds a copy). Not part of the extension zip.
 """
 
 from __future__ import annotations

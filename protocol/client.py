@@ -27,11 +27,11 @@ from dataclasses import dataclass, replace
 
 import zmq
 
-from protocol.curve import CurveKeys
-from protocol.errors import ErrorCode, ProtocolError, ServerUnreachable
-from protocol.frames import new_job_id
-from protocol.limits import Limits
-from protocol.messages import (
+from .curve import CurveKeys
+from .errors import ErrorCode, ProtocolError, ServerUnreachable
+from .frames import new_job_id
+from .limits import Limits
+from .messages import (
     DEFAULT_LIMITS,
     EVENT_TYPES,
     JOB_REQUEST_TYPES,
@@ -56,7 +56,7 @@ from protocol.messages import (
     decode_message,
     validate,
 )
-from protocol.version import PROTOCOL_VERSION
+from .version import PROTOCOL_VERSION
 
 log = logging.getLogger("boxdream.client")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from protocol.errors import ErrorCode, ProtocolError
+from .errors import ErrorCode, ProtocolError
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.fields import (
+from .errors import ErrorCode, ProtocolError
+from .fields import (
     FieldReader,
     HugeInt,
     NonFinite,
@@ -25,8 +25,8 @@ from protocol.fields import (
     join,
     wrong_type,
 )
-from protocol.limits import Limits
-from protocol.version import PROTOCOL_VERSION
+from .limits import Limits
+from .version import PROTOCOL_VERSION
 
 FRAME_KEY = "$frame"
 """The key of a binary frame reference in the fields."""

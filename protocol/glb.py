@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.errors import ErrorCode, ProtocolError
+from .errors import ErrorCode, ProtocolError
 
 GLB_MAGIC = b"glTF"
 JSON_CHUNK = 0x4E4F534A

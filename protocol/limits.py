@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.fields import FieldReader, as_float, as_int
+from .errors import ErrorCode, ProtocolError
+from .fields import FieldReader, as_float, as_int
 
 MIB = 1024 * 1024
 

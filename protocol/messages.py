@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, Self
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.fields import (
+from .errors import ErrorCode, ProtocolError
+from .fields import (
     FieldReader,
     as_blob,
     as_bool,
@@ -30,9 +30,9 @@ from protocol.fields import (
     printable,
     wrong_type,
 )
-from protocol.frames import Envelope, check_job_id, decode, encode
-from protocol.glb import inspect_glb
-from protocol.limits import Limits
+from .frames import Envelope, check_job_id, decode, encode
+from .glb import inspect_glb
+from .limits import Limits
 
 DEFAULT_LIMITS = Limits()
 """The limits of a server that advertises the defaults."""

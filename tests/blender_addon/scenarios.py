@@ -185,9 +185,8 @@ def prompt_boxes() -> dict:
 
 def _connected(**info: Any) -> None:
     """The session as if connected to a server whose hello reply has `info` (over defaults)."""
-    from protocol.limits import Limits
-    from protocol.messages import ServerInfo
-
+    Limits = addon("protocol.limits").Limits
+    ServerInfo = addon("protocol.messages").ServerInfo
     session = addon("session")
     fields = {
         "server_version": "0.1.0",
@@ -286,7 +285,7 @@ def request_fields() -> dict:
     particles."""
     enable_addon()
     operators = addon("operators")
-    from protocol.messages import GenerateRequest
+    GenerateRequest = addon("protocol.messages").GenerateRequest
 
     settings = bpy.context.scene.boxdream
     default = operators.sampling_fields(settings)
@@ -367,18 +366,20 @@ def installed_zip(zip_path: str) -> dict:
         )
     )
     enabled = PACKAGE in bpy.context.preferences.addons
-    protocol = sys.modules.get("protocol")
+    protocol = sys.modules.get(f"{PACKAGE}.protocol")
     site_packages = (
         Path(os.environ["BLENDER_USER_RESOURCES"])
         / "extensions/.local/lib"
         / f"python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
     )
+    installed = sorted(p.name for p in site_packages.iterdir()) if site_packages.is_dir() else []
     return {
-        "site_packages": sorted(path.name for path in site_packages.iterdir()),
+        "site_packages": installed,
         "install": outcome,
         "enabled": enabled,
         "files": sorted(p.name for p in (_repo_dir() / "boxdream").iterdir()),
         "protocol_file": getattr(protocol, "__file__", None),
+        "top_level_protocol": "protocol" in sys.modules,
         "operators": sorted(n for n in dir(bpy.ops.boxdream) if not n.startswith("_")),
     }
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
 import io
 import tomllib
 import zipfile
@@ -44,31 +41,20 @@ def wheel_cache(tmp_path: Path) -> Path:
     return cache
 
 
-def test_dev_build_has_modules_manifest_and_protocol_wheel(tmp_path: Path) -> None:
+def test_dev_build_has_modules_manifest_and_its_own_protocol(tmp_path: Path) -> None:
     (path,) = build.build(tmp_path / "dist", wheels=False, cache=tmp_path / "cache")
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
+        messages = archive.read("protocol/messages.py")
     assert {"blender_manifest.toml", "__init__.py", "session.py", "importer.py", "ui.py"} <= names
+    assert {"protocol/__init__.py", "protocol/client.py", "protocol/PROTOCOL.md"} <= names
+    assert messages == (build.PROTOCOL_DIR / "messages.py").read_bytes()
+    assert b"from protocol" not in messages  # relative inside: it lives in the add-on's package
     assert not {"build.py", "manifest.py"} & names
     manifest = _manifest(path)
-    assert manifest["wheels"] == ["./wheels/boxdream_protocol-0.1.0-py3-none-any.whl"]
+    assert manifest.get("wheels", []) == []  # no top-level protocol in Blender's site-packages
     assert "platforms" not in manifest
     assert zip_errors(path) == []
-
-
-def test_protocol_wheel_is_valid(tmp_path: Path) -> None:
-    wheel = build.protocol_wheel(tmp_path, "0.1.0")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        record = archive.read("boxdream_protocol-0.1.0.dist-info/RECORD").decode()
-        assert "protocol/client.py" in names and "protocol/messages.py" in names
-        assert b"Tag: py3-none-any" in archive.read("boxdream_protocol-0.1.0.dist-info/WHEEL")
-        for name, digest, size in csv.reader(io.StringIO(record)):
-            if name.endswith("RECORD"):
-                continue
-            data = archive.read(name)
-            expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            assert digest == "sha256=" + expected.decode() and int(size) == len(data)
 
 
 def test_builds_are_reproducible(tmp_path: Path) -> None:
@@ -113,12 +99,12 @@ def test_check_finds_broken_zips(tmp_path: Path, wheel_cache: Path) -> None:
     broken = tmp_path / "dist" / "boxdream-0.1.0-broken.zip"
     with zipfile.ZipFile(broken, "w") as archive:
         for name, data in mixed.items():
-            if "boxdream_protocol" not in name:
+            if "pyzmq" not in name or name == abi3:
                 archive.writestr(name, data)
     errors = zip_errors(broken)
     assert any("does not run on linux-x64" in e for e in errors)
     assert any("cp311 and abi3" in e for e in errors)
-    assert any("boxdream_protocol" in e and "not in the zip" in e for e in errors)
+    assert any("-cp311-" in e and "not in the zip" in e for e in errors)
     assert build.main(["--check", "--dist", str(tmp_path / "dist")]) == 1
 
 

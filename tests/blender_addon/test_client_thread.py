@@ -22,8 +22,8 @@ from blender_addon.client_thread import (
     Notice,
     Submit,
 )
-from protocol.frames import new_job_id
-from protocol.messages import Cancelled, GenerateRequest, Progress, Result
+from blender_addon.protocol.frames import new_job_id
+from blender_addon.protocol.messages import Cancelled, GenerateRequest, Progress, Result
 from tests.backend.server.doubles import running_server
 from tests.blender_addon.conftest import free_port
 
