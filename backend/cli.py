@@ -62,6 +62,8 @@ from protocol.messages import (
     validate,
 )
 
+SCENE_FILE_KEYS = {"yaw_deg": "yaw"}
+"""Box fields whose key differs in a scene file (docs/scene-schema.md) from the wire."""
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_JOBS_DIR = Path(".jobs")
 PLAIN_INTERVAL_S = 5.0
@@ -258,7 +260,7 @@ def read_scene(path: Path, args: argparse.Namespace) -> ComposeRequest:
         boxes_value, boxes_path = reader.take("boxes")
         limits = Limits()
         boxes = [
-            PromptBox.from_fields(item, join(boxes_path, index), limits, "yaw", 0.0)
+            PromptBox.from_fields(item, join(boxes_path, index), limits, SCENE_FILE_KEYS)
             for index, item in enumerate(as_list(boxes_value, boxes_path, 1, limits.max_boxes))
         ]
         scene_value, scene_path = reader.get("scene_prompt", None)

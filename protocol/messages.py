@@ -1,8 +1,10 @@
 """Every message of the protocol as a typed dataclass with `to_wire()` and `from_wire()`.
 
 Requests go from a client to the server, events and replies from the server to a client.
-`from_wire` validates strictly and raises `ProtocolError` naming the field and the limit.
-The job id of a message travels in the header, not in the fields (see PROTOCOL.md).
+Each field is declared once, with its reader, JSON type and rule (`protocol.schema.wire`):
+that declaration reads it, writes it, and makes its row in PROTOCOL.md. `from_wire` validates
+strictly and raises `ProtocolError` naming the field and the limit. The job id of a message
+travels in the header, not in the fields (see PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -10,29 +12,36 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, Self
 
 from .errors import ErrorCode, ProtocolError
-from .fields import (
-    FieldReader,
-    as_blob,
-    as_bool,
-    as_choice,
-    as_float,
-    as_int,
-    as_text,
-    as_vector,
-    join,
-    list_of,
-    optional,
-    printable,
-    wrong_type,
-)
+from .fields import FieldReader, join, printable
 from .frames import Envelope, check_job_id, decode, encode
 from .glb import inspect_glb
 from .limits import Limits
+from .schema import (
+    Record,
+    as_list,
+    as_objects,
+    blob,
+    boolean,
+    choice,
+    integer,
+    json_object,
+    label,
+    names,
+    nullable,
+    number,
+    read_fields,
+    records,
+    text,
+    unique,
+    vector,
+    wire,
+    write_fields,
+)
 
 DEFAULT_LIMITS = Limits()
 """The limits of a server that advertises the defaults."""
@@ -95,22 +104,16 @@ class JobRule(Enum):
 
 
 class Message:
-    """Base of all messages: header type, job rule, field encoding and strict decoding."""
+    """Base of all messages: header type, job rule, field encoding and strict decoding (from
+    the subclass's `wire` fields), and `check` for rules between fields."""
 
     TYPE: ClassVar[str]
     JOB: ClassVar[JobRule]
 
-    def _fields(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        raise NotImplementedError
-
     def to_wire(self) -> list[bytes]:
         """The multipart frames of this message (no validation: see `validate`)."""
         job = getattr(self, "job", None)
-        return encode(Envelope(self.TYPE, job, self._fields()))
+        return encode(Envelope(self.TYPE, job, write_fields(self)))
 
     @classmethod
     def from_wire(cls, frames: Sequence[bytes], limits: Limits = DEFAULT_LIMITS) -> Self:
@@ -136,17 +139,25 @@ class Message:
                 ErrorCode.BAD_VALUE, "job", f"job: must be null in a {cls.TYPE} message"
             )
         reader = FieldReader(envelope.fields)
-        message = cls._read(reader, envelope.job, limits)
+        values = read_fields(cls, reader, limits)
+        if any(f.name == "job" for f in fields(cls)):  # type: ignore[arg-type]
+            job = envelope.job
+            values["job"] = check_job_id(job, "job") if cls.JOB is JobRule.REQUIRED else job
+        message = cls(**values)
         reader.finish()
+        message.check(limits)
         return message
 
+    def check(self, limits: Limits) -> None:
+        """Rules between fields (none by default); raise `ProtocolError`."""
 
-def _label(value: object, path: str, limits: Limits) -> str:
-    return as_text(value, path, limits.max_name_chars, multiline=False)
+
+NAME = "1..max_name_chars, one line"
+"""The rule of every name field (mesh, model, method, preset, stage, client)."""
 
 
-def _transform(value: object, path: str) -> tuple[float, ...]:
-    matrix = as_vector(value, path, 16)
+def _transform(value: object, path: str, limits: Limits) -> tuple[float, ...]:
+    matrix = vector(16)(value, path, limits)
     if any(abs(a - b) > 1e-6 for a, b in zip(matrix[12:], (0.0, 0.0, 0.0, 1.0), strict=True)):
         raise ProtocolError(
             ErrorCode.BAD_VALUE,
@@ -156,165 +167,53 @@ def _transform(value: object, path: str) -> tuple[float, ...]:
     return matrix
 
 
-def _unique_names(names: list[str], path: str, item: str) -> None:
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        if name in seen:
-            where = join(join(path, index), item) if item else join(path, index)
-            raise ProtocolError(ErrorCode.BAD_VALUE, where, f"{where}: {name!r} is used twice")
-        seen.add(name)
+def _png(value: object, path: str, limits: Limits) -> bytes:
+    png = blob("max_preview_bytes")(value, path, limits)
+    if not png.startswith(PNG_SIGNATURE):
+        raise ProtocolError(ErrorCode.BAD_VALUE, path, f"{path}: not a PNG image")
+    return png
 
 
-@dataclass(frozen=True)
-class _Sampling:
-    """Fields shared by all job requests, read in one place."""
-
-    negative_prompt: str
-    method: str
-    preset: str
-    seed: int
-    model: str | None
-    precision: str
-
-    @classmethod
-    def read(cls, reader: FieldReader, limits: Limits) -> _Sampling:
-        return cls(
-            negative_prompt=as_text(
-                *reader.take("negative_prompt"), limits.max_prompt_chars, min_chars=0
-            ),
-            method=_label(*reader.take("method"), limits),
-            preset=_label(*reader.take("preset"), limits),
-            seed=as_int(*reader.take("seed"), 0, limits.max_seed),
-            model=optional(_label, *reader.take("model"), limits),
-            precision=as_choice(*reader.get("precision", "auto"), PRECISIONS),
-        )
-
-    @staticmethod
-    def fields_of(request: JobRequest) -> dict[str, Any]:
-        """The shared fields of `request` as JSON fields, in their wire order."""
-        return {
-            "negative_prompt": request.negative_prompt,
-            "method": request.method,
-            "preset": request.preset,
-            "seed": request.seed,
-            "model": request.model,
-            "precision": request.precision,
-        }
+def _preset_lists(value: object, path: str, limits: Limits) -> dict[str, list[str]]:
+    reader = FieldReader(value, path)
+    result = {key: names(1, MAX_LISTED)(*reader.take(key), limits) for key in list(value)}  # type: ignore[arg-type]
+    reader.finish()
+    return result
 
 
-# ----------------------------------------------------------------------------- requests
+# ----------------------------------------------------------------------------- records
 
 
-@dataclass(frozen=True)
-class Hello(Message):
-    """Client → server: first message; the reply is `ServerInfo`."""
-
-    TYPE: ClassVar[str] = "hello"
-    JOB: ClassVar[JobRule] = JobRule.NONE
-
-    client: str = ""
-    """Name and version of the client program, for the server's log (may be empty)."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"client": self.client}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(
-            client=as_text(
-                *reader.take("client"), limits.max_name_chars, min_chars=0, multiline=False
-            )
-        )
-
-
-@dataclass(frozen=True)
-class GenerateRequest(Message):
-    """Client → server: make one textured mesh from a prompt."""
-
-    TYPE: ClassVar[str] = "generate"
-    JOB: ClassVar[JobRule] = JobRule.OPTIONAL
-
-    prompt: str
-    """What to make; 1..max_prompt_chars characters."""
-    negative_prompt: str = ""
-    """What to avoid; 0..max_prompt_chars characters."""
-    method: str = "sds"
-    """Score distillation method; one of the server's `ServerInfo.methods`."""
-    preset: str = "preview"
-    """Quality preset; one of `ServerInfo.presets[method]`."""
-    seed: int = 0
-    """Random seed, 0..max_seed."""
-    model: str | None = None
-    """One of `ServerInfo.models`, or None for the server's default model."""
-    precision: str = "auto"
-    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
-    particles: int = 1
-    """Results from this prompt, 1..MAX_PARTICLES, optimised side by side from seeds seed,
-    seed + 1, ...; under VSD they share its LoRA and so come out different (optional on the
-    wire)."""
-    job: str | None = None
-    """Client-chosen job id making the submit idempotent; None lets the server choose."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, **_Sampling.fields_of(self), "particles": self.particles}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
-        common = _Sampling.read(reader, limits)
-        particles = as_int(*reader.get("particles", 1), 1, MAX_PARTICLES)
-        return cls(prompt=prompt, job=job, particles=particles, **vars(common))
-
-
-@dataclass(frozen=True)
-class PromptBox:
+@dataclass(frozen=True, kw_only=True)
+class PromptBox(Record):
     """One box of a compose request: world space, Z up, metres."""
 
-    centre: tuple[float, float, float]
-    """Centre of the box."""
-    size: tuple[float, float, float]
-    """Edge lengths along the box's own X, Y, Z, each in [min_box_size, max_box_size]."""
-    yaw_deg: float
-    """Rotation about world Z, degrees."""
-    prompt: str
-    """What goes in this box; 1..max_prompt_chars characters."""
+    centre: tuple[float, float, float] = wire(
+        vector(3), "3 numbers", "centre, finite", write=as_list
+    )
+    size: tuple[float, float, float] = wire(
+        vector(3),
+        "3 numbers",
+        "edge lengths along the box's own X, Y, Z, each in [min_box_size, max_box_size]",
+        write=as_list,
+    )
+    yaw_deg: float = wire(
+        number(),
+        "number",
+        "rotation about world Z, degrees (may be absent: 0)",
+        may_be_absent=True,
+        default=0.0,
+    )
+    prompt: str = wire(
+        text("max_prompt_chars"), "string", "what goes in the box, 1..max_prompt_chars"
+    )
 
-    def to_fields(self) -> dict[str, Any]:
-        """The box as JSON fields."""
-        return {
-            "centre": list(self.centre),
-            "size": list(self.size),
-            "yaw_deg": self.yaw_deg,
-            "prompt": self.prompt,
-        }
-
-    @classmethod
-    def from_fields(
-        cls,
-        value: object,
-        path: str,
-        limits: Limits,
-        yaw_field: str = "yaw_deg",
-        yaw_default: float | None = None,
-    ) -> PromptBox:
-        """Read and check one box, including that it lies inside the scene bound. The wire
-        names the yaw `yaw_deg` and requires it; a scene file (`boxdream compose`) names it
-        `yaw`, default 0 (`yaw_field`, `yaw_default`)."""
-        reader = FieldReader(value, path)
-        centre = as_vector(*reader.take("centre"), 3)
-        size_value, size_path = reader.take("size")
-        size = as_vector(size_value, size_path, 3)
-        for axis, edge in enumerate(size):
-            as_float(edge, join(size_path, axis), limits.min_box_size, limits.max_box_size)
-        if yaw_default is None:
-            yaw_deg = as_float(*reader.take(yaw_field))
-        else:
-            yaw_deg = as_float(*reader.get(yaw_field, yaw_default))
-        prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
-        reader.finish()
-        box = cls(centre=centre, size=size, yaw_deg=yaw_deg, prompt=prompt)  # type: ignore[arg-type]
-        box.check_bound(path, limits.scene_bound)
-        return box
+    def check(self, path: str, limits: Limits) -> None:
+        """Each edge within the box-size limits; the box inside the scene bound after its yaw."""
+        size_path = join(path, "size")
+        for axis, edge in enumerate(self.size):
+            number(limits.min_box_size, limits.max_box_size)(edge, join(size_path, axis), limits)
+        self.check_bound(path, limits.scene_bound)
 
     def extents(self) -> tuple[float, float, float]:
         """Half-extents of the box's world-axis-aligned bounding box after its yaw."""
@@ -327,7 +226,7 @@ class PromptBox:
         """Raise `out_of_range` if the rotated box leaves [-bound, bound]^3."""
         for axis, (centre, extent) in enumerate(zip(self.centre, self.extents(), strict=True)):
             reach = max(abs(centre - extent), abs(centre + extent))
-            if reach > bound + 1e-9:
+            if reach > bound:
                 raise ProtocolError(
                     ErrorCode.OUT_OF_RANGE,
                     path,
@@ -337,100 +236,40 @@ class PromptBox:
 
 
 @dataclass(frozen=True)
-class ComposeRequest(Message):
-    """Client → server: a scene of one mesh per prompt box."""
-
-    TYPE: ClassVar[str] = "compose"
-    JOB: ClassVar[JobRule] = JobRule.OPTIONAL
-
-    boxes: list[PromptBox]
-    """1..max_boxes boxes."""
-    scene_prompt: str | None = None
-    """Prompt for the whole scene (style, setting), or None."""
-    negative_prompt: str = ""
-    """What to avoid; 0..max_prompt_chars characters."""
-    method: str = "sds"
-    """Score distillation method; one of the server's `ServerInfo.methods`."""
-    preset: str = "preview"
-    """Quality preset; one of `ServerInfo.presets[method]`."""
-    seed: int = 0
-    """Random seed, 0..max_seed."""
-    model: str | None = None
-    """One of `ServerInfo.models`, or None for the server's default model."""
-    precision: str = "auto"
-    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
-    include_background: bool = False
-    """Also return a background mesh for the scene prompt."""
-    job: str | None = None
-    """Client-chosen job id making the submit idempotent; None lets the server choose."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "boxes": [box.to_fields() for box in self.boxes],
-            "scene_prompt": self.scene_prompt,
-            **_Sampling.fields_of(self),
-            "include_background": self.include_background,
-        }
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        boxes = list_of(PromptBox.from_fields, *reader.take("boxes"), 1, limits.max_boxes, limits)
-        scene_prompt = optional(as_text, *reader.take("scene_prompt"), limits.max_prompt_chars)
-        common = _Sampling.read(reader, limits)
-        include_background = as_bool(*reader.take("include_background"))
-        return cls(
-            boxes=boxes,
-            scene_prompt=scene_prompt,
-            include_background=include_background,
-            job=job,
-            **vars(common),
-        )
-
-
-@dataclass(frozen=True)
-class _Mesh:
+class _Mesh(Record):
     """A named GLB mesh with its world transform: one mesh of an edit request or of a result."""
 
     CHECK_FACES: ClassVar[bool]
     """Whether reading checks the GLB's triangle count against max_faces."""
 
-    name: str
-    """Mesh name, unique within its list (an edited mesh keeps its input's name)."""
-    glb: bytes
-    """GLB file, Z up, metres, at most max_mesh_bytes."""
-    transform: tuple[float, ...]
-    """World matrix, 16 floats, row-major 4x4, last row 0, 0, 0, 1."""
+    name: str = wire(label, "string", f"{NAME}; unique within its list")
+    glb: bytes = wire(blob("max_mesh_bytes"), "frame", "a GLB file, Z up, metres, ≤ max_mesh_bytes")
+    transform: tuple[float, ...] = wire(
+        _transform, "16 numbers", "row-major world matrix, last row 0, 0, 0, 1", write=as_list
+    )
 
-    def to_fields(self) -> dict[str, Any]:
-        """The mesh as JSON fields (the GLB becomes a binary frame)."""
-        return {"name": self.name, "glb": self.glb, "transform": list(self.transform)}
-
-    @classmethod
-    def from_fields(cls, value: object, path: str, limits: Limits) -> Self:
-        """Read and check one mesh: always its GLB container, its triangle count if
+    def check(self, path: str, limits: Limits) -> None:
+        """The GLB container is sound; its triangle count is within max_faces if
         `CHECK_FACES`."""
-        reader = FieldReader(value, path)
-        name = _label(*reader.take("name"), limits)
-        glb_value, glb_path = reader.take("glb")
-        glb = as_blob(glb_value, glb_path, limits.max_mesh_bytes)
-        faces = inspect_glb(glb, glb_path).faces
-        if cls.CHECK_FACES and faces > limits.max_faces:
+        glb_path = join(path, "glb")
+        faces = inspect_glb(self.glb, glb_path).faces
+        if self.CHECK_FACES and faces > limits.max_faces:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
                 glb_path,
                 f"{glb_path}: {faces} triangles, limit is {limits.max_faces}",
             )
-        transform = _transform(*reader.take("transform"))
-        reader.finish()
-        return cls(name=name, glb=glb, transform=transform)
 
-    @classmethod
-    def read_list(cls, reader: FieldReader, max_meshes: int, limits: Limits) -> list[Self]:
-        """The field "meshes": 1..max_meshes meshes with unique names."""
-        meshes_value, meshes_path = reader.take("meshes")
-        meshes = list_of(cls.from_fields, meshes_value, meshes_path, 1, max_meshes, limits)
-        _unique_names([mesh.name for mesh in meshes], meshes_path, "name")
-        return meshes
+
+def meshes(cls: type[_Mesh], max_items: str) -> object:
+    """The reader of a `meshes` field: 1..limits.<max_items> meshes with unique names."""
+
+    def read(value: object, path: str, limits: Limits) -> list:
+        result = records(cls, 1, max_items)(value, path, limits)
+        unique([mesh.name for mesh in result], path, "name")
+        return result
+
+    return read
 
 
 @dataclass(frozen=True)
@@ -442,63 +281,166 @@ class MeshInput(_Mesh):
 
 
 @dataclass(frozen=True)
-class EditRequest(Message):
-    """Client → server: repaint or reshape existing meshes from a prompt."""
+class ResultMesh(_Mesh):
+    """One mesh of a result, with a baseColor texture; its GLB container is checked, not its
+    triangle count."""
 
-    TYPE: ClassVar[str] = "edit"
+    CHECK_FACES: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class JobSummary(Record):
+    """One line of a job list."""
+
+    job: str = wire(lambda value, path, limits: check_job_id(value, path), "string", "the job id")
+    kind: str = wire(choice(tuple(JobKind)), "string", "a `JobKind` value")
+    state: str = wire(choice(tuple(JobState)), "string", "a `JobState` value")
+    title: str = wire(
+        text("max_prompt_chars", min_chars=0),
+        "string",
+        "the job's prompt (compose: the scene prompt or the first box prompt), for display",
+    )
+    created_at: float = wire(number(0.0), "number", "Unix time the job was accepted")
+    updated_at: float = wire(number(0.0), "number", "Unix time of its last state change")
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, kw_only=True)
+class _JobRequest(Message):
+    """The fields every job request shares, declared once."""
+
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    meshes: list[MeshInput]
-    """1..max_meshes meshes with unique names."""
-    prompt: str
-    """The edit, 1..max_prompt_chars characters."""
-    mode: str = "texture"
-    """"texture" (surface colour only) or "shape" (geometry too)."""
-    region: tuple[float, ...] | None = None
-    """World box x0, y0, z0, x1, y1, z1 (each min below its max) to confine the edit, or None."""
-    negative_prompt: str = ""
-    """What to avoid; 0..max_prompt_chars characters."""
-    method: str = "sds"
-    """Score distillation method; one of the server's `ServerInfo.methods`."""
-    preset: str = "preview"
-    """Quality preset; one of `ServerInfo.presets[method]`."""
-    seed: int = 0
-    """Random seed, 0..max_seed."""
-    model: str | None = None
-    """One of `ServerInfo.models`, or None for the server's default model."""
-    precision: str = "auto"
-    """Precision of the frozen prior, one of `PRECISIONS` (optional on the wire)."""
+    negative_prompt: str = wire(
+        text("max_prompt_chars", min_chars=0),
+        "string",
+        "what to avoid, 0..max_prompt_chars",
+        default="",
+    )
+    method: str = wire(
+        label, "string", "one of `ServerInfo.methods` [unknown_method]", default="sds"
+    )
+    preset: str = wire(
+        label, "string", "one of `ServerInfo.presets[method]` [unknown_preset]", default="preview"
+    )
+    seed: int = wire(integer(0, "max_seed"), "integer", "0..max_seed", default=0)
+    model: str | None = wire(
+        nullable(label),
+        "string or null",
+        "one of `ServerInfo.models` [unknown_model]; null: the server's default",
+        default=None,
+    )
+    precision: str = wire(
+        choice(PRECISIONS),
+        "string",
+        "precision of the frozen prior: auto, fp32, fp16 or bf16 (may be absent: auto)",
+        may_be_absent=True,
+        default="auto",
+    )
     job: str | None = None
     """Client-chosen job id making the submit idempotent; None lets the server choose."""
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "meshes": [mesh.to_fields() for mesh in self.meshes],
-            "prompt": self.prompt,
-            "mode": self.mode,
-            "region": None if self.region is None else list(self.region),
-            **_Sampling.fields_of(self),
-        }
 
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        meshes = MeshInput.read_list(reader, limits.max_meshes, limits)
-        prompt = as_text(*reader.take("prompt"), limits.max_prompt_chars)
-        mode = as_choice(*reader.take("mode"), EDIT_MODES)
-        region_value, region_path = reader.take("region")
-        region = optional(as_vector, region_value, region_path, 6)
-        if region is not None:
-            for axis in range(3):
-                if not region[axis] < region[axis + 3]:
-                    name = "xyz"[axis]
-                    raise ProtocolError(
-                        ErrorCode.OUT_OF_RANGE,
-                        region_path,
-                        f"{region_path}: {name}0 = {region[axis]:g} must be below "
-                        f"{name}1 = {region[axis + 3]:g}",
-                    )
-        common = _Sampling.read(reader, limits)
-        return cls(meshes=meshes, prompt=prompt, mode=mode, region=region, job=job, **vars(common))
+@dataclass(frozen=True)
+class Hello(Message):
+    """Client → server: first message; the reply is `ServerInfo`."""
+
+    TYPE: ClassVar[str] = "hello"
+    JOB: ClassVar[JobRule] = JobRule.NONE
+
+    client: str = wire(
+        text("max_name_chars", min_chars=0, multiline=False),
+        "string",
+        "name and version of the client program, 0..max_name_chars, for the log",
+        default="",
+    )
+
+
+@dataclass(frozen=True)
+class GenerateRequest(_JobRequest):
+    """Client → server: make one textured mesh from a prompt."""
+
+    TYPE: ClassVar[str] = "generate"
+
+    prompt: str = wire(text("max_prompt_chars"), "string", "what to make, 1..max_prompt_chars")
+    particles: int = wire(
+        integer(1, MAX_PARTICLES),
+        "integer",
+        f"results from this prompt, 1..{MAX_PARTICLES}, from seeds seed, seed + 1, ...; under "
+        "VSD they share its LoRA (may be absent: 1)",
+        may_be_absent=True,
+        default=1,
+    )
+
+
+@dataclass(frozen=True)
+class ComposeRequest(_JobRequest):
+    """Client → server: a scene of one mesh per prompt box."""
+
+    TYPE: ClassVar[str] = "compose"
+
+    boxes: list[PromptBox] = wire(
+        records(PromptBox, 1, "max_boxes"),
+        "list of box",
+        "1..max_boxes; each inside the scene bound after its yaw [out_of_range, field `boxes[i]`]",
+        write=as_objects,
+        item=PromptBox,
+    )
+    scene_prompt: str | None = wire(
+        nullable(text("max_prompt_chars")),
+        "string or null",
+        "prompt for the whole scene (style, setting), 1..max_prompt_chars",
+        default=None,
+    )
+    include_background: bool = wire(
+        boolean, "boolean", "also return a background mesh for the scene prompt", default=False
+    )
+
+
+@dataclass(frozen=True)
+class EditRequest(_JobRequest):
+    """Client → server: repaint or reshape existing meshes from a prompt."""
+
+    TYPE: ClassVar[str] = "edit"
+
+    meshes: list[MeshInput] = wire(
+        meshes(MeshInput, "max_meshes"),
+        "list of mesh",
+        "1..max_meshes, names unique [bad_value]; each ≤ max_faces triangles",
+        write=as_objects,
+        item=MeshInput,
+    )
+    prompt: str = wire(text("max_prompt_chars"), "string", "the edit, 1..max_prompt_chars")
+    mode: str = wire(
+        choice(EDIT_MODES),
+        "string",
+        "`texture` (surface colour only) or `shape` (geometry too)",
+        default="texture",
+    )
+    region: tuple[float, ...] | None = wire(
+        nullable(vector(6)),
+        "6 numbers or null",
+        "world box x0, y0, z0, x1, y1, z1, each min below its max, to confine the edit",
+        write=as_list,
+        default=None,
+    )
+
+    def check(self, limits: Limits) -> None:
+        """Each of the region's minima below its maximum."""
+        region = self.region
+        if region is None:
+            return
+        for axis in range(3):
+            if not region[axis] < region[axis + 3]:
+                name = "xyz"[axis]
+                raise ProtocolError(
+                    ErrorCode.OUT_OF_RANGE,
+                    "region",
+                    f"region: {name}0 = {region[axis]:g} must be below "
+                    f"{name}1 = {region[axis + 3]:g}",
+                )
 
 
 @dataclass(frozen=True)
@@ -509,13 +451,6 @@ class _JobOnly(Message):
 
     job: str
     """The job this message is about."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(job=check_job_id(job, "job"))
 
 
 @dataclass(frozen=True)
@@ -553,15 +488,9 @@ class ListJobs(Message):
     TYPE: ClassVar[str] = "list_jobs"
     JOB: ClassVar[JobRule] = JobRule.NONE
 
-    limit: int = 50
-    """How many jobs at most, 1..max_list_jobs, newest first."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"limit": self.limit}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(limit=as_int(*reader.take("limit"), 1, limits.max_list_jobs))
+    limit: int = wire(
+        integer(1, "max_list_jobs"), "integer", "1..max_list_jobs, newest jobs first", default=50
+    )
 
 
 # ------------------------------------------------------------------- events and replies
@@ -574,78 +503,58 @@ class ServerInfo(Message):
     TYPE: ClassVar[str] = "server_info"
     JOB: ClassVar[JobRule] = JobRule.NONE
 
-    server_version: str
-    """Version of the BoxDream server."""
-    protocol_version: int
-    """The server's protocol version (equal to the header's)."""
-    device: str
-    """The workers' devices, comma separated, e.g. "cpu" or "cuda:0,cuda:1"."""
-    models: list[str]
-    """Model names a request may ask for."""
-    default_model: str | None
-    """Model used when a request names none."""
-    methods: list[str]
-    """Score distillation methods offered, e.g. ["sds", "vsd", "sjc"]."""
-    presets: dict[str, list[str]]
-    """Presets offered per method."""
-    limits: Limits
-    """The limits this server enforces."""
-    vocabulary: dict[str, Any] | None = None
-    """What the default model knows (free-form JSON object, e.g. shapes and colours)."""
-    model_settings: dict[str, Any] | None = None
-    """The default model's family, the prior's precision and the preset values in force
-    (free-form JSON object; optional on the wire)."""
+    server_version: str = wire(label, "string", "BoxDream version of the server")
+    protocol_version: int = wire(integer(0, MAX_INT), "integer", "the header's version, 1")
+    device: str = wire(
+        label,
+        "string",
+        "the workers' devices, e.g. `cpu` or `cuda:0,cuda:1` (`remote` if only remote workers)",
+    )
+    models: list[str] = wire(
+        names(0, MAX_LISTED), "list of strings", "models a request may name (unique)"
+    )
+    default_model: str | None = wire(
+        nullable(label), "string or null", "model used when a request names none"
+    )
+    methods: list[str] = wire(
+        names(1, MAX_LISTED),
+        "list of strings",
+        "e.g. `sds`, `vsd`, `sjc` (at least one, unique)",
+    )
+    presets: dict[str, list[str]] = wire(
+        _preset_lists, "object", "method → list of preset names; exactly one key per method"
+    )
+    limits: Limits = wire(
+        lambda value, path, limits: Limits.from_wire(value, path),
+        "object",
+        "the limits this server enforces (the table above), every key present",
+        write=lambda limits: limits.to_wire(),
+    )
+    vocabulary: dict[str, Any] | None = wire(
+        json_object,
+        "object or null",
+        "what the default model knows (free form, e.g. `shapes`, `colours`)",
+        default=None,
+    )
+    model_settings: dict[str, Any] | None = wire(
+        json_object,
+        "object or null",
+        "the default model's `family`, `precision` and preset values in force (free form; may "
+        "be absent)",
+        may_be_absent=True,
+        default=None,
+    )
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "server_version": self.server_version,
-            "protocol_version": self.protocol_version,
-            "device": self.device,
-            "models": list(self.models),
-            "default_model": self.default_model,
-            "methods": list(self.methods),
-            "presets": {method: list(names) for method, names in self.presets.items()},
-            "limits": self.limits.to_wire(),
-            "vocabulary": self.vocabulary,
-            "model_settings": self.model_settings,
-        }
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        def names(value: object, path: str, min_items: int) -> list[str]:
-            result = list_of(_label, value, path, min_items, MAX_LISTED, limits)
-            _unique_names(result, path, "")
-            return result
-
-        server_version = _label(*reader.take("server_version"), limits)
-        protocol_version = as_int(*reader.take("protocol_version"), 0, MAX_INT)
-        device = _label(*reader.take("device"), limits)
-        models = names(*reader.take("models"), 0)
-        default_model = optional(_label, *reader.take("default_model"), limits)
-        methods = names(*reader.take("methods"), 1)
-        presets_value, presets_path = reader.take("presets")
-        presets_reader = FieldReader(presets_value, presets_path)
-        presets = {method: names(*presets_reader.take(method), 1) for method in methods}
-        presets_reader.finish()
-        server_limits = Limits.from_wire(*reader.take("limits"))
-        vocabulary_value, vocabulary_path = reader.take("vocabulary")
-        if vocabulary_value is not None and not isinstance(vocabulary_value, dict):
-            raise wrong_type(vocabulary_path, "an object or null", vocabulary_value)
-        settings_value, settings_path = reader.get("model_settings", None)
-        if settings_value is not None and not isinstance(settings_value, dict):
-            raise wrong_type(settings_path, "an object or null", settings_value)
-        return cls(
-            server_version=server_version,
-            protocol_version=protocol_version,
-            device=device,
-            models=models,
-            default_model=default_model,
-            methods=methods,
-            presets=presets,
-            limits=server_limits,
-            vocabulary=vocabulary_value,
-            model_settings=settings_value,
-        )
+    def check(self, limits: Limits) -> None:
+        """Exactly one preset list per method."""
+        for method in self.methods:
+            if method not in self.presets:
+                path = join("presets", method)
+                raise ProtocolError(ErrorCode.MISSING_FIELD, path, f"{path}: missing")
+        for key in self.presets:
+            if key not in self.methods:
+                path = join("presets", str(key)[:60])
+                raise ProtocolError(ErrorCode.EXTRA_FIELD, path, f"{path}: unknown field")
 
 
 @dataclass(frozen=True)
@@ -656,19 +565,12 @@ class Accepted(Message):
     JOB: ClassVar[JobRule] = JobRule.REQUIRED
 
     job: str
-    """Id of the new (or, for a repeated submit, the existing) job."""
-    queue_position: int
-    """Jobs ahead of this one in the queue; 0 means it starts next (or has started)."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"queue_position": self.queue_position}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(
-            job=check_job_id(job, "job"),
-            queue_position=as_int(*reader.take("queue_position"), 0, MAX_INT),
-        )
+    """The job's id (the client's, or one the server chose)."""
+    queue_position: int = wire(
+        integer(0, MAX_INT),
+        "integer",
+        "jobs ahead of this one in the queue; 0: it starts next (or has started)",
+    )
 
 
 @dataclass(frozen=True)
@@ -678,37 +580,22 @@ class Progress(Message):
     TYPE: ClassVar[str] = "progress"
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    stage: str
-    """Name of the current stage, e.g. "coarse", "fine", "export"."""
-    step: int
-    """Steps done in this stage, 0..total."""
-    total: int
-    """Steps in this stage, at least 1."""
-    loss: float | None
-    """Current loss, finite, or None."""
-    eta_s: float | None
-    """Estimated seconds until the job ends, finite and >= 0, or None."""
+    stage: str = wire(label, "string", 'name of the current stage, e.g. "optimise", "export"')
+    step: int = wire(integer(0, MAX_INT), "integer", "steps done in this stage, 0..total")
+    total: int = wire(integer(1, MAX_INT), "integer", "steps in this stage, at least 1")
+    loss: float | None = wire(nullable(number()), "number or null", "current loss, finite")
+    eta_s: float | None = wire(
+        nullable(number(0.0)), "number or null", "estimated seconds until the job ends, ≥ 0"
+    )
     job: str | None = None
     """The job (set by the worker; pipelines leave it None)."""
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "step": self.step,
-            "total": self.total,
-            "loss": self.loss,
-            "eta_s": self.eta_s,
-        }
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        stage = _label(*reader.take("stage"), limits)
-        step_value, step_path = reader.take("step")
-        total = as_int(*reader.take("total"), 1, MAX_INT)
-        step = as_int(step_value, step_path, 0, total)
-        loss = optional(as_float, *reader.take("loss"))
-        eta_s = optional(as_float, *reader.take("eta_s"), 0.0)
-        return cls(stage=stage, step=step, total=total, loss=loss, eta_s=eta_s, job=job)
+    def check(self, limits: Limits) -> None:
+        """The step within its stage's total."""
+        if self.step > self.total:
+            raise ProtocolError(
+                ErrorCode.OUT_OF_RANGE, "step", f"step: {self.step} is outside 0..{self.total}"
+            )
 
 
 @dataclass(frozen=True)
@@ -718,24 +605,10 @@ class Preview(Message):
     TYPE: ClassVar[str] = "preview"
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    step: int
-    """The step the render is from."""
-    png: bytes
-    """PNG image, at most max_preview_bytes."""
+    step: int = wire(integer(0, MAX_INT), "integer", "the step the render is from")
+    png: bytes = wire(_png, "frame", "a PNG image, ≤ max_preview_bytes")
     job: str | None = None
     """The job (set by the worker; pipelines leave it None)."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"step": self.step, "png": self.png}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        step = as_int(*reader.take("step"), 0, MAX_INT)
-        png_value, png_path = reader.take("png")
-        png = as_blob(png_value, png_path, limits.max_preview_bytes)
-        if not png.startswith(PNG_SIGNATURE):
-            raise ProtocolError(ErrorCode.BAD_VALUE, png_path, f"{png_path}: not a PNG image")
-        return cls(step=step, png=png, job=job)
 
 
 @dataclass(frozen=True)
@@ -745,25 +618,13 @@ class JobWarning(Message):
     TYPE: ClassVar[str] = "warning"
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    message: str
-    """One human sentence, e.g. that a prompt word is outside the built-in model's vocabulary."""
+    message: str = wire(
+        text("max_text_chars"),
+        "string",
+        "1..max_text_chars, e.g. a prompt word outside the built-in model's vocabulary",
+    )
     job: str | None = None
     """The job (set by the worker; pipelines leave it None)."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"message": self.message}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(message=as_text(*reader.take("message"), limits.max_text_chars), job=job)
-
-
-@dataclass(frozen=True)
-class ResultMesh(_Mesh):
-    """One mesh of a result, with a baseColor texture; its GLB container is checked, not its
-    triangle count."""
-
-    CHECK_FACES: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -773,18 +634,15 @@ class Result(Message):
     TYPE: ClassVar[str] = "result"
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    meshes: list[ResultMesh]
-    """1..max_result_meshes meshes with unique names."""
+    meshes: list[ResultMesh] = wire(
+        meshes(ResultMesh, "max_result_meshes"),
+        "list of mesh",
+        "1..max_result_meshes with unique names, each GLB with a baseColor texture",
+        write=as_objects,
+        item=ResultMesh,
+    )
     job: str | None = None
     """The job (set by the worker; pipelines leave it None)."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"meshes": [mesh.to_fields() for mesh in self.meshes]}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        meshes = ResultMesh.read_list(reader, limits.max_result_meshes, limits)
-        return cls(meshes=meshes, job=job)
 
 
 @dataclass(frozen=True)
@@ -794,26 +652,20 @@ class Error(Message):
     TYPE: ClassVar[str] = "error"
     JOB: ClassVar[JobRule] = JobRule.OPTIONAL
 
-    code: str
-    """An `ErrorCode` value."""
-    field: str
-    """Path of the offending field, "" when the message as a whole is at fault."""
-    message: str
-    """One human sentence starting with the field, naming the limit."""
+    code: str = wire(choice(tuple(ErrorCode)), "string", "an error code (table below)")
+    field: str = wire(
+        text("max_name_chars", min_chars=0, multiline=False),
+        "string",
+        'path of the offending field, e.g. `boxes[2].size[0]`; "" when the message as a whole '
+        "is at fault",
+    )
+    message: str = wire(
+        text("max_text_chars"),
+        "string",
+        "one human sentence starting with the field, naming the limit",
+    )
     job: str | None = None
     """The job, or None when the rejected request had no valid job id."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"code": self.code, "field": self.field, "message": self.message}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        code = as_choice(*reader.take("code"), tuple(ErrorCode))
-        error_field = as_text(
-            *reader.take("field"), limits.max_name_chars, min_chars=0, multiline=False
-        )
-        message = as_text(*reader.take("message"), limits.max_text_chars)
-        return cls(code=code, field=error_field, message=message, job=job)
 
     @classmethod
     def of(
@@ -844,13 +696,6 @@ class Cancelled(Message):
     job: str | None = None
     """The job."""
 
-    def _fields(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(job=job)
-
 
 @dataclass(frozen=True)
 class JobStatus(Message):
@@ -861,97 +706,29 @@ class JobStatus(Message):
 
     job: str
     """The job."""
-    kind: str
-    """A `JobKind` value."""
-    state: str
-    """A `JobState` value."""
-    queue_position: int | None
-    """Jobs ahead of it while queued, else None."""
-    stage: str | None
-    """Stage of the last progress event, or None."""
-    step: int
-    """Step of the last progress event (0 before any)."""
-    total: int
-    """Total of the last progress event (0 before any)."""
-    created_at: float
-    """Unix time the job was accepted."""
-    updated_at: float
-    """Unix time of its last state change."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "state": self.state,
-            "queue_position": self.queue_position,
-            "stage": self.stage,
-            "step": self.step,
-            "total": self.total,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(
-            job=check_job_id(job, "job"),
-            kind=as_choice(*reader.take("kind"), tuple(JobKind)),
-            state=as_choice(*reader.take("state"), tuple(JobState)),
-            queue_position=optional(as_int, *reader.take("queue_position"), 0, MAX_INT),
-            stage=optional(_label, *reader.take("stage"), limits),
-            step=as_int(*reader.take("step"), 0, MAX_INT),
-            total=as_int(*reader.take("total"), 0, MAX_INT),
-            created_at=as_float(*reader.take("created_at"), 0.0),
-            updated_at=as_float(*reader.take("updated_at"), 0.0),
-        )
+    kind: str = wire(choice(tuple(JobKind)), "string", "`generate`, `compose` or `edit`")
+    state: str = wire(
+        choice(tuple(JobState)),
+        "string",
+        "`queued`, `running`, `done`, `failed`, `cancelled` or `interrupted`",
+    )
+    queue_position: int | None = wire(
+        nullable(integer(0, MAX_INT)), "integer or null", "jobs ahead of it while queued"
+    )
+    stage: str | None = wire(nullable(label), "string or null", "stage of the last progress event")
+    step: int = wire(
+        integer(0, MAX_INT), "integer", "step of the last progress event (0 before any)"
+    )
+    total: int = wire(
+        integer(0, MAX_INT), "integer", "total of the last progress event (0 before any)"
+    )
+    created_at: float = wire(number(0.0), "number", "Unix time the job was accepted")
+    updated_at: float = wire(number(0.0), "number", "Unix time of its last state change")
 
     @property
     def finished(self) -> bool:
         """Whether the job is in a terminal state."""
         return self.state in TERMINAL_STATES
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """One line of a job list."""
-
-    job: str
-    """The job id."""
-    kind: str
-    """A `JobKind` value."""
-    state: str
-    """A `JobState` value."""
-    title: str
-    """The job's prompt (compose: the scene prompt or the first box prompt), for display."""
-    created_at: float
-    """Unix time the job was accepted."""
-    updated_at: float
-    """Unix time of its last state change."""
-
-    def to_fields(self) -> dict[str, Any]:
-        """The summary as JSON fields."""
-        return {
-            "job": self.job,
-            "kind": self.kind,
-            "state": self.state,
-            "title": self.title,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def from_fields(cls, value: object, path: str, limits: Limits) -> JobSummary:
-        """Read one summary."""
-        reader = FieldReader(value, path)
-        summary = cls(
-            job=check_job_id(*reader.take("job")),
-            kind=as_choice(*reader.take("kind"), tuple(JobKind)),
-            state=as_choice(*reader.take("state"), tuple(JobState)),
-            title=as_text(*reader.take("title"), limits.max_prompt_chars, min_chars=0),
-            created_at=as_float(*reader.take("created_at"), 0.0),
-            updated_at=as_float(*reader.take("updated_at"), 0.0),
-        )
-        reader.finish()
-        return summary
 
 
 @dataclass(frozen=True)
@@ -961,19 +738,14 @@ class JobList(Message):
     TYPE: ClassVar[str] = "job_list"
     JOB: ClassVar[JobRule] = JobRule.NONE
 
-    jobs: list[JobSummary] = field(default_factory=list)
-    """Newest first."""
-
-    def _fields(self) -> dict[str, Any]:
-        return {"jobs": [summary.to_fields() for summary in self.jobs]}
-
-    @classmethod
-    def _read(cls, reader: FieldReader, job: str | None, limits: Limits) -> Self:
-        return cls(
-            jobs=list_of(
-                JobSummary.from_fields, *reader.take("jobs"), 0, limits.max_list_jobs, limits
-            )
-        )
+    jobs: list[JobSummary] = wire(
+        records(JobSummary, 0, "max_list_jobs"),
+        "list of job summaries",
+        "newest first",
+        write=as_objects,
+        item=JobSummary,
+        default_factory=list,
+    )
 
 
 JobRequest = GenerateRequest | ComposeRequest | EditRequest

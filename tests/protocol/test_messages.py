@@ -1077,3 +1077,14 @@ def test_error_of_echoed_input_passes_validation() -> None:
     assert event.field == "\\u008e\\ud800.key"
     assert len(event.message) == 50 and event.message.startswith("\\u008e\\ud800: unknown")
     assert Error.of(ProtocolError("no_such_code", "", "m")).code == "internal"
+
+
+def test_protocol_page_field_tables_are_the_declarations() -> None:
+    """PROTOCOL.md's field tables are generated from the `wire` declarations (one source)."""
+    from protocol import document
+
+    assert document.main([]) == 0, "run python -m protocol.document --write"
+    page = document.PAGE.read_text(encoding="utf-8")
+    for message_type in ("generate", "compose", "edit", "server_info", "progress", "job_list"):
+        assert document.field_table(message_type) in page
+    assert "| `boxes[i].size` | 3 numbers |" in document.field_table("compose")
