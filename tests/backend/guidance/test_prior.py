@@ -83,3 +83,15 @@ def test_noise_from_v_and_sample_predictions(prediction_type):
     prior.unet = Oracle()
     got = prior.predict_noise(x_t, t, torch.zeros(2, 4, 32))
     assert torch.allclose(got, eps, atol=1e-4)
+
+
+def test_a_hub_id_this_machine_cannot_reach_is_one_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import
+    with pytest.raises(FieldError) as caught:
+        DiffusionPrior.load("stabilityai/stable-diffusion-2-1-base")
+    assert caught.value.field == "model"
+    assert "'stabilityai/stable-diffusion-2-1-base' is neither a local folder nor a hub id" in str(
+        caught.value
+    )
