@@ -44,7 +44,7 @@ from backend.guidance.guidance_interval import GuidanceInterval, interval_at
 from backend.guidance.local_conditioning import local_conditioning
 from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
-from backend.pipelines.distill_loop import distill, run_progress
+from backend.pipelines.distill_loop import DistillRun, distill, run_progress
 from backend.pipelines.generate import EXPORT_ETA_S
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.presets import DistillConfig
@@ -271,15 +271,17 @@ def compose(
     exports = len(world) + int(request.include_background)
     with distillation_method(request.method, prior, run) as method:
         yield from distill(
-            field,
-            prior,
-            method,
-            run,
-            sample_views,
-            generator,
-            should_cancel,
-            eta_tail_s=EXPORT_ETA_S * exports,
-            subject=subject,
+            DistillRun(
+                field,
+                prior,
+                method,
+                run,
+                sample_views,
+                generator,
+                should_cancel,
+                eta_tail_s=EXPORT_ETA_S * exports,
+                subject=subject,
+            )
         )
 
     meshes: list[ResultMesh] = []

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -90,6 +90,7 @@ def run_progress(step: int, steps: int) -> float:
     return step / max(1, steps - 1)
 
 
+@runtime_checkable
 class Smoothable(Protocol):
     """A field with grid smoothing terms (`backend.field.grid_field.DenseGridField`)."""
 
@@ -107,39 +108,55 @@ def smoothing_loss(field: Smoothable, reg: RegulariserConfig) -> torch.Tensor:
     return density_weight * density + reg.total_variation * albedo
 
 
-def distill(
-    field: torch.nn.Module,
-    prior: DiffusionPrior,
-    method: DistillationMethod,
-    config: DistillConfig,
-    sample_views: ViewSampler,
-    generator: torch.Generator,
-    should_cancel: Callable[[], bool],
-    stage: str = "optimise",
-    after_step: Callable[[], None] | None = None,
-    state: LoopState | None = None,
-    eta_tail_s: float = 0.0,
-    subject: StepSubject | None = None,
-    renderer: Renderer = render,
-    preview: Callable[[torch.nn.Module], bytes] = preview_png,
-) -> Iterator[Progress | Preview]:
-    """Optimise `field` for `config.steps` steps under `method`.
+@dataclass
+class DistillRun:
+    """One optimisation under a distillation method: what it optimises, and how it renders,
+    reports and is stopped."""
 
-    `after_step` runs after each update (e.g. to restore parameters outside an edit region);
-    `eta_tail_s` is added to the ETA for work after the loop (export); `subject` picks what
-    each step renders and smooths (default: `field`; `StepSubject`), in the frame of the
-    cameras `sample_views` returns. Previews always show the whole `field`. `renderer` and
-    `preview` (PNG bytes of `field`) default to the volume renderer's; texture editing passes
-    the mesh renderer's.
-    """
-    state = state or LoopState()
+    field: torch.nn.Module
+    """What is optimised: a grid field, a composed scene, a texture model."""
+    prior: DiffusionPrior
+    """The frozen 2D prior."""
+    method: DistillationMethod
+    """SDS, VSD or SJC (`backend.guidance.methods`)."""
+    config: DistillConfig
+    """Steps, views, resolution, learning rate and regularisers."""
+    sample_views: ViewSampler
+    """The step's cameras and guided noise predictor."""
+    generator: torch.Generator
+    """Every random draw of the run (cameras, shading, backgrounds, timesteps, noise)."""
+    should_cancel: Callable[[], bool]
+    """Checked before each step; true raises `JobCancelled`."""
+    stage: str = "optimise"
+    """The stage name of its Progress events."""
+    after_step: Callable[[], None] | None = None
+    """Runs after each update (an edit restores the voxels outside its region)."""
+    state: LoopState | None = None
+    """Running numbers, readable after the run (benchmarks); None: the run keeps its own."""
+    eta_tail_s: float = 0.0
+    """Seconds of work after the loop (export), added to the ETA."""
+    subject: StepSubject | None = None
+    """What each step renders and smooths (default: `field`), in the frame of the cameras
+    `sample_views` returns; previews always show the whole `field`."""
+    renderer: Renderer = render
+    """The renderer (texture editing passes the mesh renderer)."""
+    preview: Callable[[torch.nn.Module], bytes] = preview_png
+    """PNG bytes of `field` for Preview events."""
+
+
+def distill(run: DistillRun) -> Iterator[Progress | Preview]:
+    """Optimise `run.field` for `run.config.steps` steps under `run.method`, yielding a
+    Progress event each step and a Preview every `preview_every` steps."""
+    field, prior, method, config = run.field, run.prior, run.method, run.config
+    sample_views, generator, subject = run.sample_views, run.generator, run.subject
+    state = run.state or LoopState()
     device = prior.device
     optimiser = torch.optim.Adam(field.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
     guard = NonFiniteGuard(f"method {method.name}", prior.precision, config.max_non_finite_steps)
     reg = config.regularisers
     start = time.perf_counter()
     for step in range(config.steps):
-        if should_cancel():
+        if run.should_cancel():
             raise JobCancelled()
         progress = run_progress(step, config.steps)
         for group in optimiser.param_groups:
@@ -152,7 +169,7 @@ def distill(
 
         shown = field if subject is None else subject(step)
         ticks = [synchronised_clock(device)]
-        out = renderer(
+        out = run.renderer(
             shown,
             cameras,
             config.resolution,
@@ -179,7 +196,7 @@ def distill(
             reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         )
         smoothing = reg.total_variation > 0 or reg.edge_total_variation > 0
-        if smoothing and hasattr(shown, "total_variation"):
+        if smoothing and isinstance(shown, Smoothable):
             loss = loss + smoothing_loss(shown, reg)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -189,8 +206,8 @@ def distill(
             optimiser.step()
         else:
             state.non_finite_steps += 1
-        if after_step is not None:
-            after_step()
+        if run.after_step is not None:
+            run.after_step()
         ticks.append(synchronised_clock(device))
         for section, (t0, t1) in zip(STEP_SECTIONS, itertools.pairwise(ticks), strict=True):
             state.section_ms[section] += 1000 * (t1 - t0)
@@ -201,9 +218,11 @@ def distill(
         state.step = step + 1
         state.loss = float(loss.detach())
         elapsed = time.perf_counter() - start
-        eta = elapsed / (step + 1) * (config.steps - step - 1) + eta_tail_s
+        eta = elapsed / (step + 1) * (config.steps - step - 1) + run.eta_tail_s
         shown_loss = state.loss if finite and math.isfinite(state.loss) else None
-        yield Progress(stage=stage, step=step + 1, total=config.steps, loss=shown_loss, eta_s=eta)
+        yield Progress(
+            stage=run.stage, step=step + 1, total=config.steps, loss=shown_loss, eta_s=eta
+        )
         last = step + 1 == config.steps
         if config.preview_every and ((step + 1) % config.preview_every == 0 or last):
-            yield Preview(step=step + 1, png=preview(field))
+            yield Preview(step=step + 1, png=run.preview(field))

@@ -12,7 +12,7 @@ from backend.export.export_field import export_field, to_glb
 from backend.field.grid_field import DenseGridField
 from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
-from backend.pipelines.distill_loop import LoopState, distill
+from backend.pipelines.distill_loop import DistillRun, LoopState, distill
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.particles import interleave, particle_name
 from backend.pipelines.presets import DistillConfig
@@ -42,15 +42,17 @@ def optimise_prompt_particles(
 
         runs = [
             distill(
-                field,
-                prior,
-                method,
-                config,
-                sample_views,
-                torch.Generator().manual_seed(request.seed + i),
-                should_cancel,
-                state=state,
-                eta_tail_s=EXPORT_ETA_S * config.particles,
+                DistillRun(
+                    field,
+                    prior,
+                    method,
+                    config,
+                    sample_views,
+                    torch.Generator().manual_seed(request.seed + i),
+                    should_cancel,
+                    state=state,
+                    eta_tail_s=EXPORT_ETA_S * config.particles,
+                )
             )
             for i, field in enumerate(fields)
         ]

@@ -23,7 +23,7 @@ from backend.export.glb import write_glb
 from backend.field.mesh_to_field import MeshFieldConfig, mesh_to_field, surface_density
 from backend.guidance.distillation import DistillationMethod
 from backend.guidance.prior import DiffusionPrior
-from backend.pipelines.distill_loop import distill
+from backend.pipelines.distill_loop import DistillRun, distill
 from backend.pipelines.edit_region import FrozenVoxels, RegionBox
 from backend.pipelines.edit_source import EditSource, bad_mesh, surface_colour, transform_points
 from backend.pipelines.generate import EXPORT_ETA_S
@@ -105,16 +105,18 @@ def edit_shape(
     sample_views = prompt_view_sampler(prior, embeddings, config)
 
     yield from distill(
-        field,
-        prior,
-        method,
-        config,
-        sample_views,
-        generator,
-        should_cancel,
-        stage=f"shape {source.name}",
-        after_step=after_step,
-        eta_tail_s=EXPORT_ETA_S,
+        DistillRun(
+            field,
+            prior,
+            method,
+            config,
+            sample_views,
+            generator,
+            should_cancel,
+            stage=f"shape {source.name}",
+            after_step=after_step,
+            eta_tail_s=EXPORT_ETA_S,
+        )
     )
     # The initial surface's level, not export's automatic one: a density that grows inside
     # the region must not move the surface outside it.

@@ -38,7 +38,7 @@ from backend.export.textured_mesh import TexturedMesh
 from backend.export.uv_unwrap import unwrap_uv
 from backend.guidance.distillation import DistillationMethod
 from backend.guidance.prior import DiffusionPrior
-from backend.pipelines.distill_loop import distill
+from backend.pipelines.distill_loop import DistillRun, distill
 from backend.pipelines.edit_region import RegionBox, TexelRegion, texel_region
 from backend.pipelines.edit_source import EditSource, surface_colour
 from backend.pipelines.presets import DistillConfig
@@ -292,16 +292,18 @@ def edit_texture(
     sample_views = prompt_view_sampler(prior, embeddings, loop_config)
 
     yield from distill(
-        model,
-        prior,
-        method,
-        loop_config,
-        sample_views,
-        generator,
-        should_cancel,
-        stage=f"texture {source.name}",
-        renderer=render_texture_model,
-        preview=texture_preview_png,
+        DistillRun(
+            model,
+            prior,
+            method,
+            loop_config,
+            sample_views,
+            generator,
+            should_cancel,
+            stage=f"texture {source.name}",
+            renderer=render_texture_model,
+            preview=texture_preview_png,
+        )
     )
     images = [
         final_texture(part, delta, texture_config)

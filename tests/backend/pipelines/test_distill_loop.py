@@ -14,7 +14,7 @@ from backend.field.grid_field import DenseGridField, GridFieldConfig
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.sds import SDS
-from backend.pipelines.distill_loop import distill, learning_rate, smoothing_loss
+from backend.pipelines.distill_loop import DistillRun, distill, learning_rate, smoothing_loss
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
 from backend.render.cameras import sample_cameras
 from backend.render.renderer import RenderConfig
@@ -86,14 +86,16 @@ def test_a_step_smooths_only_what_it_renders_and_leaves_the_rest_alone(pixel_pri
     cameras = sample_cameras(1, config.cameras, generator)
     view = scene.objects[0].view()
     run = distill(
-        scene,
-        pixel_prior,
-        SDS(pixel_prior),
-        config,
-        lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
-        generator,
-        lambda: False,
-        subject=lambda step: view,
+        DistillRun(
+            scene,
+            pixel_prior,
+            SDS(pixel_prior),
+            config,
+            lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
+            generator,
+            lambda: False,
+            subject=lambda step: view,
+        )
     )
     assert len(list(run)) == 3
     assert not torch.equal(scene.objects[0].field.density_grid, first)
