@@ -18,6 +18,7 @@ from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.edit_region import RegionBox
 from backend.pipelines.edit_source import bad_mesh, read_sources
+from backend.pipelines.mesh_edit import MeshEdit
 from backend.pipelines.presets import DistillConfig, edit_config
 from backend.pipelines.prompt_guidance import PromptEmbeddings
 from backend.pipelines.shape_edit import edit_shape
@@ -62,7 +63,7 @@ def edit(
         generator = torch.Generator().manual_seed(request.seed + source.index)
         # One method per mesh, closed before the next (a VSD LoRA must leave the shared prior).
         with distillation_method(request.method, prior, config) as method:
-            arguments = (
+            job = MeshEdit(
                 source,
                 region,
                 prior,
@@ -71,12 +72,13 @@ def edit(
                 config,
                 generator,
                 should_cancel,
+                seed=request.seed,
             )
             try:
                 if request.mode == "texture":
-                    glb = yield from edit_texture(*arguments)
+                    glb = yield from edit_texture(job)
                 else:
-                    glb = yield from edit_shape(*arguments, seed=request.seed)
+                    glb = yield from edit_shape(job)
             except MeshError as error:
                 raise bad_mesh(source.field, str(error)) from error
         transform = request.meshes[source.index].transform

@@ -15,20 +15,17 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from backend.export.errors import MeshError
 from backend.export.export_field import export_field
 from backend.export.glb import write_glb
 from backend.field.mesh_to_field import MeshFieldConfig, mesh_to_field, surface_density
-from backend.guidance.distillation import DistillationMethod
-from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, distill
-from backend.pipelines.edit_region import FrozenVoxels, RegionBox
+from backend.pipelines.edit_region import FrozenVoxels
 from backend.pipelines.edit_source import EditSource, bad_mesh, surface_colour, transform_points
 from backend.pipelines.generate import EXPORT_ETA_S
-from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
+from backend.pipelines.mesh_edit import MeshEdit
+from backend.pipelines.prompt_guidance import prompt_view_sampler
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import join
 from protocol.messages import JobWarning, Preview, Progress
@@ -70,19 +67,11 @@ def merged_colour(source: EditSource, owners: np.ndarray) -> Callable:
 
 
 def edit_shape(
-    source: EditSource,
-    region: RegionBox | None,
-    prior: DiffusionPrior,
-    method: DistillationMethod,
-    embeddings: PromptEmbeddings,
-    config: DistillConfig,
-    generator: torch.Generator,
-    should_cancel: Callable[[], bool],
-    seed: int = 0,
-    mesh_config: MeshFieldConfig = MESH_FIELD,
+    job: MeshEdit, mesh_config: MeshFieldConfig = MESH_FIELD
 ) -> Generator[Progress | Preview | JobWarning, None, bytes]:
     """Reshape one input mesh; yields loop events and returns the result GLB (one mesh named
     after the input, in the input's local frame, identity node transform)."""
+    source, region, prior, config = job.source, job.region, job.prior, job.config
     if abs(np.linalg.det(source.world)) < MIN_DETERMINANT:
         field_name = join(join("meshes", source.index), "transform")
         raise ProtocolError(
@@ -92,7 +81,7 @@ def edit_shape(
         )
     vertices, faces, owners = merged_unit_mesh(source)
     field = mesh_to_field(
-        vertices, faces, merged_colour(source, owners), config.grid, mesh_config, seed
+        vertices, faces, merged_colour(source, owners), config.grid, mesh_config, job.seed
     ).to(prior.device)
 
     after_step = None
@@ -102,17 +91,17 @@ def edit_shape(
             yield JobWarning(message=f"{source.name}: the region lies outside its field; unchanged")
             return source.unchanged_glb()
 
-    sample_views = prompt_view_sampler(prior, embeddings, config)
+    sample_views = prompt_view_sampler(prior, job.embeddings, config)
 
     yield from distill(
         DistillRun(
             field,
             prior,
-            method,
+            job.method,
             config,
             sample_views,
-            generator,
-            should_cancel,
+            job.generator,
+            job.should_cancel,
             stage=f"shape {source.name}",
             after_step=after_step,
             eta_tail_s=EXPORT_ETA_S,

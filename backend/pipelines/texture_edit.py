@@ -25,7 +25,7 @@ Per part of the mesh (one GLB primitive):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,13 +36,11 @@ from backend.export.glb import write_glb
 from backend.export.texture_bake import fill_gutters, texel_samples
 from backend.export.textured_mesh import TexturedMesh
 from backend.export.uv_unwrap import unwrap_uv
-from backend.guidance.distillation import DistillationMethod
-from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, distill
 from backend.pipelines.edit_region import RegionBox, TexelRegion, texel_region
 from backend.pipelines.edit_source import EditSource, surface_colour
-from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
+from backend.pipelines.mesh_edit import MeshEdit
+from backend.pipelines.prompt_guidance import prompt_view_sampler
 from backend.render.cameras import Cameras
 from backend.render.mesh_texture_renderer import TexturedSurface, render_textured
 from backend.render.preview import PREVIEW_BACKGROUND, fixed_cameras, png_bytes, to_strip
@@ -236,18 +234,11 @@ def final_texture(part: PartTexture, delta: torch.Tensor, config: TextureEditCon
 
 
 def edit_texture(
-    source: EditSource,
-    region: RegionBox | None,
-    prior: DiffusionPrior,
-    method: DistillationMethod,
-    embeddings: PromptEmbeddings,
-    config: DistillConfig,
-    generator: torch.Generator,
-    should_cancel: Callable[[], bool],
-    texture_config: TextureEditConfig = TextureEditConfig(),
+    job: MeshEdit, texture_config: TextureEditConfig = TextureEditConfig()
 ) -> Generator[Progress | Preview | JobWarning, None, bytes]:
     """Repaint one input mesh; yields loop events and returns the result GLB (all parts,
     geometry as read)."""
+    source, region, config = job.source, job.region, job.config
     parts = [
         prepare_part(part, source.part_to_world(i), region, config.texture_size, texture_config)
         for i, part in enumerate(source.parts)
@@ -265,7 +256,7 @@ def edit_texture(
         )
         return _result_glb(source, parts, [part.image for part in parts])
 
-    device = prior.device
+    device = job.prior.device
     bases, masks, geometry = [], [], []
     for index, part in enumerate(parts):
         size = working_size(part.image.shape[:2], texture_config.working_size)
@@ -289,17 +280,17 @@ def edit_texture(
         config, lr=texture_config.lr, shading=replace(config.shading, textureless_prob=0.0)
     )
 
-    sample_views = prompt_view_sampler(prior, embeddings, loop_config)
+    sample_views = prompt_view_sampler(job.prior, job.embeddings, loop_config)
 
     yield from distill(
         DistillRun(
             model,
-            prior,
-            method,
+            job.prior,
+            job.method,
             loop_config,
             sample_views,
-            generator,
-            should_cancel,
+            job.generator,
+            job.should_cancel,
             stage=f"texture {source.name}",
             renderer=render_texture_model,
             preview=texture_preview_png,
