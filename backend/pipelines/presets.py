@@ -251,15 +251,28 @@ _METHOD_OVERRIDES = {
     "sjc": {},
 }
 
+_CPU_SDS_RECIPE = {
+    "guidance_scale": _BUILTIN_RUN.guidance_scale,
+    "guidance_interval": CPU_GUIDANCE_INTERVAL,
+    "regularisers": CPU_INTERVAL_REGULARISERS,
+    "views": CPU_SDS_VIEWS,
+}
+"""CPU SDS's guidance (30, with its interval), smoothing and views. VSD on the built-in model
+takes all of it (`CPU_VSD`)."""
+
+CPU_VSD = _CPU_SDS_RECIPE
+"""VSD on CPU: SDS's recipe. At ProlificDreamer's guidance 7.5 with 4 views and the plain total
+variation, VSD's particle gradient per view was 6-9 (norm) against CPU SDS's 37-64, too weak
+against the sparsity and smoothing, so objects shrank and greyed (extent 0.23-0.30 for "a yellow
+sphere", seed 0; SDS 0.85). With the recipe: yellow, a sphere, extent 0.87. Measurements in
+docs/research/vsd-on-the-built-in-model.md."""
+
 _BUILTIN_METHOD_OVERRIDES = {
     **_METHOD_OVERRIDES,
-    # The guidance interval, the smoothing it needs and 8 views; VSD and SJC guide at every t
-    # over 4 views, as they were tuned.
-    "sds": {
-        "guidance_interval": CPU_GUIDANCE_INTERVAL,
-        "regularisers": CPU_INTERVAL_REGULARISERS,
-        "views": CPU_SDS_VIEWS,
-    },
+    # The guidance interval, the smoothing it needs and 8 views; SJC and edits guide at every
+    # t over 4 views, as they were tuned.
+    "sds": _CPU_SDS_RECIPE,
+    "vsd": CPU_VSD,
 }
 
 
