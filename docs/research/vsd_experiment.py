@@ -32,11 +32,7 @@ from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 
 def _run_overrides(config, ov: dict):
-    kw = {
-        k: ov[k]
-        for k in ("guidance_scale", "views", "steps", "lr", "lr_end", "particles")
-        if k in ov
-    }
+    kw = {k: ov[k] for k in ("guidance_scale", "views", "steps", "lr", "lr_end") if k in ov}
     if "interval" in ov:
         kw["guidance_interval"] = presets.CPU_GUIDANCE_INTERVAL if ov["interval"] else None
     reg = config.regularisers
@@ -121,7 +117,11 @@ def main() -> None:
     methods_module.make_method = make
     t0 = time.time()
     request = GenerateRequest(
-        prompt=prompt, method=method, seed=seed, preset=ov.get("preset", "preview")
+        prompt=prompt,
+        method=method,
+        seed=seed,
+        preset=ov.get("preset", "preview"),
+        particles=ov.get("particles", 1),
     )
     events = list(runner.run_job(request, device="cpu", model=None, should_cancel=lambda: False))
     meshes = []

@@ -81,16 +81,23 @@ def test_an_unclosed_lora_leaves_when_it_is_garbage_collected(pixel_prior):
     assert names_after == names and torch.equal(eps_after, eps_before)
 
 
-def _fixed_loss(prior, lora, x0, c2w, draws: int = 8) -> float:
-    """LoRA loss averaged over fixed (t, noise) draws, so before/after compare like with like."""
-    g = torch.Generator().manual_seed(123)
+def _over_fixed_draws(prior, x0, value, draws: int, seed: int) -> float:
+    """value(t, noise) averaged over fixed (t, noise) draws for renders x0, so before/after
+    compare like with like."""
+    g = torch.Generator().manual_seed(seed)
     total = 0.0
     with torch.no_grad():
         for _ in range(draws):
             t = torch.randint(0, prior.num_train_timesteps, (x0.shape[0],), generator=g)
-            noise = torch.randn(x0.shape, generator=g)
-            total += float(lora_loss(prior, lora, x0, c2w, t, noise))
+            total += float(value(t, torch.randn(x0.shape, generator=g)))
     return total / draws
+
+
+def _fixed_loss(prior, lora, x0, c2w, draws: int = 8) -> float:
+    """The LoRA loss over fixed draws."""
+    return _over_fixed_draws(
+        prior, x0, lambda t, noise: lora_loss(prior, lora, x0, c2w, t, noise), draws, 123
+    )
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -189,14 +196,11 @@ def _builtin_prior():
 def _noise_error(prior, predict, x0, draws: int = 6) -> float:
     """Mean || predict(x_t, t) - eps ||^2 over fixed (t, eps) draws: how far a noise prediction
     is from the noise actually added to the renders x0."""
-    g = torch.Generator().manual_seed(321)
-    err = 0.0
-    with torch.no_grad():
-        for _ in range(draws):
-            t = torch.randint(0, prior.num_train_timesteps, (x0.shape[0],), generator=g)
-            noise = torch.randn(x0.shape, generator=g)
-            err += float(F.mse_loss(predict(prior.add_noise(x0, noise, t), t), noise))
-    return err / draws
+
+    def error(t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(predict(prior.add_noise(x0, noise, t), t), noise)
+
+    return _over_fixed_draws(prior, x0, error, draws, 321)
 
 
 def test_lora_of_the_builtin_model_learns_fixed_renders_and_eps_lora_moves_toward_their_noise():
