@@ -119,11 +119,11 @@ def test_vsd_particles_differ_and_each_gets_its_own_mesh(pixel_prior):
 # ---- with the built-in model ------------------------------------------------------------------
 
 SDS_EXTENT = {
-    ("a red cube", 4): 0.80,
-    ("a green cone", 4): 0.96,
-    ("a yellow sphere", 1): 0.85,
-    ("a red cube", 0): 0.80,
-    ("a blue torus", 2): 0.85,
+    ("a red cube", 4): 0.792,
+    ("a green cone", 4): 0.943,
+    ("a purple cylinder", 0): 0.851,
+    ("a red cube", 0): 0.788,
+    ("a blue torus", 2): 0.931,
 }
 """Largest extent of CPU SDS's mesh for each (prompt, seed) of the matrix (preview, measured
 2026-12-06; docs/research/vsd-on-the-built-in-model.md)."""
@@ -131,13 +131,14 @@ SDS_EXTENT = {
 BUILTIN_MATRIX = [
     ("vsd", "a red cube", 4),
     ("vsd", "a green cone", 4),
-    ("vsd", "a yellow sphere", 1),
+    ("vsd", "a purple cylinder", 0),
     ("sjc", "a red cube", 0),
     ("sjc", "a blue torus", 2),
 ]
-"""(method, prompt, seed): the runs the issue saw fail (VSD's grey blobs and specks at seeds 1
-and 4, SJC's white cube at seed 0) and the shapes the others leave out, so every shape the judge
-knows is covered once; about 9 minutes of two test workers (VSD renders 8 views)."""
+"""(method, prompt, seed): runs the issue saw fail (VSD's grey blobs at seed 4, SJC's white
+cube at seed 0), and every shape the judge knows once except the sphere, which the start blob
+already is (VSD's yellow sphere, the issue's speck at seed 1, is in the research note). About
+10 minutes of two test workers: VSD and SJC render 8 views, SJC with 4 noise draws each."""
 
 
 @pytest.mark.slow
@@ -161,5 +162,6 @@ def test_builtin_model_gives_the_asked_colour_shape_and_size(method, prompt, see
     what = f"{method} {prompt!r} seed {seed}: rgb {rgb}, features {features}, extent {extent:.3f}"
     assert nearest_colour(rgb) == colour, what
     assert got_shape == shape, what
-    # full size: not a speck, not a blob filling the volume (SDS's own size +-, measured)
-    assert 0.6 * SDS_EXTENT[prompt, seed] <= extent <= 1.15 * SDS_EXTENT[prompt, seed], what
+    # full size: not a speck, not a blob filling the volume (about SDS's size; VSD measured
+    # 1.00-1.03 of it)
+    assert 0.6 * SDS_EXTENT[prompt, seed] <= extent <= 1.1 * SDS_EXTENT[prompt, seed], what
