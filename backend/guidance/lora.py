@@ -20,9 +20,9 @@ camera-to-world) through a small MLP used as a class embedding. Here:
 - Text: the LoRA model is fed one fixed text embedding, the job's prompt without a view
   suffix, as threestudio does (`guidance_scale_lora` 1: the prompt-conditioned LoRA prediction
   alone). It starts as the pretrained model *for that prompt*, so at the start eps_phi is the
-  prior's conditional prediction and the particle gradient is the guidance direction alone;
-  with the empty prompt it would start as the unconditional prediction, an offset the LoRA must
-  first unlearn (measured in docs/research/vsd-on-the-built-in-model.md). The empty prompt
+  prior's conditional prediction and the particle gradient is (s - 1) (eps_c - eps_u) rather
+  than the empty prompt's s (eps_c - eps_u); on the built-in model either learns the renders
+  at about the same rate (docs/research/vsd-on-the-built-in-model.md). The empty prompt
   remains the default for callers without one prompt (a composed scene).
 
 Sharing the prior: the prior is cached per process and shared by jobs. Outside `active(...)`
