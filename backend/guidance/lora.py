@@ -17,10 +17,13 @@ camera-to-world) through a small MLP used as a class embedding. Here:
 - A prior that is itself camera-conditioned (`backend.guidance.camera_condition`) is given the
   same cameras in the LoRA branch as in the pretrained one, so the two differ only by what the
   LoRA learned (a dropped camera, c2w = 0, is c = 0 for both).
-- Text: the LoRA model is this job's own and only ever sees this job's renders, so a text
-  condition tells it nothing; it is fed the empty prompt's embedding. This keeps VSD independent
-  of how a pipeline builds its guided predictor (one prompt, view-dependent prompts, the
-  mask-combined prompts of a composed scene).
+- Text: the LoRA model is fed one fixed text embedding, the job's prompt without a view
+  suffix, as threestudio does (`guidance_scale_lora` 1: the prompt-conditioned LoRA prediction
+  alone). It starts as the pretrained model *for that prompt*, so at the start eps_phi is the
+  prior's conditional prediction and the particle gradient is (s - 1) (eps_c - eps_u) rather
+  than the empty prompt's s (eps_c - eps_u); on the built-in model either learns the renders
+  at about the same rate (docs/research/vsd-on-the-built-in-model.md). The empty prompt
+  remains the default for callers without one prompt (a composed scene).
 
 Sharing the prior: the prior is cached per process and shared by jobs. Outside `active(...)`
 the adapter is disabled and the hook absent, so the U-Net computes exactly the pretrained
@@ -71,7 +74,7 @@ class CameraLoRA:
     docstring). Use as a context manager, or call `close()`, so the adapter leaves the shared
     prior when the job ends."""
 
-    def __init__(self, prior: DiffusionPrior, rank: int = 4) -> None:
+    def __init__(self, prior: DiffusionPrior, rank: int = 4, prompt: str = "") -> None:
         unet = prior.unet
         if getattr(unet, "_hf_peft_config_loaded", False):
             raise ValueError(
@@ -97,8 +100,8 @@ class CameraLoRA:
             *self.camera_embedding.parameters(),
         ]
         """What the LoRA optimiser trains: the adapter matrices and the camera MLP."""
-        self.text = prior.encode_text([""])
-        """[1, L, D] the empty prompt's embedding, the LoRA model's text input."""
+        self.text = prior.encode_text([prompt])
+        """[1, L, D] the LoRA model's text input: `prompt`'s embedding (module docstring)."""
         self._release = weakref.finalize(self, unet.unload_lora)
         """Removes the adapter's layers: run by `close()`, or when this object is garbage
         collected (a safety net for a caller that never closes it), whichever comes first."""

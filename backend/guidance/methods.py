@@ -13,8 +13,11 @@ from backend.guidance.vsd import VSD, VSDConfig
 from backend.pipelines.presets import DistillConfig
 
 
-def make_method(name: str, prior: DiffusionPrior, config: DistillConfig) -> DistillationMethod:
-    """The method object for `name`, with the preset's guidance scale.
+def make_method(
+    name: str, prior: DiffusionPrior, config: DistillConfig, prompt: str = ""
+) -> DistillationMethod:
+    """The method object for `name`, with the preset's guidance scale; `prompt` is the job's
+    prompt (VSD's LoRA reads it, `backend.guidance.lora`).
 
     VSD attaches a LoRA to the prior's shared U-Net: close it when the job ends, best through
     `distillation_method`.
@@ -25,7 +28,8 @@ def make_method(name: str, prior: DiffusionPrior, config: DistillConfig) -> Dist
             SDSConfig(guidance_scale=config.guidance_scale, interval=config.guidance_interval),
         )
     if name == "vsd":
-        return VSD(prior, VSDConfig(guidance_scale=config.guidance_scale))
+        vsd = VSDConfig(guidance_scale=config.guidance_scale, interval=config.guidance_interval)
+        return VSD(prior, vsd, prompt)
     if name == "sjc":
         return SJC(prior, SJCConfig(guidance_scale=config.guidance_scale))
     raise ValueError(f"method: {name!r} is not available (methods: sds, vsd, sjc)")
@@ -33,11 +37,11 @@ def make_method(name: str, prior: DiffusionPrior, config: DistillConfig) -> Dist
 
 @contextmanager
 def distillation_method(
-    name: str, prior: DiffusionPrior, config: DistillConfig
+    name: str, prior: DiffusionPrior, config: DistillConfig, prompt: str = ""
 ) -> Iterator[DistillationMethod]:
     """`make_method` for one job: a method that holds state on the shared prior (VSD's LoRA)
     is closed when the block ends, however it ends (cancel, error, done)."""
-    method = make_method(name, prior, config)
+    method = make_method(name, prior, config, prompt)
     with ExitStack() as stack:
         if isinstance(method, AbstractContextManager):
             stack.enter_context(method)

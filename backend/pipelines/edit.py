@@ -62,7 +62,7 @@ def edit(
     for source in sources:
         generator = torch.Generator().manual_seed(request.seed + source.index)
         # One method per mesh, closed before the next (a VSD LoRA must leave the shared prior).
-        with distillation_method(request.method, prior, config) as method:
+        with distillation_method(request.method, prior, config, request.prompt) as method:
             job = MeshEdit(
                 source,
                 region,

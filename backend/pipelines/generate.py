@@ -35,7 +35,7 @@ def optimise_prompt_particles(
     `request.seed + i`. Yields events and returns the fields."""
     torch.manual_seed(request.seed)
     fields = [DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)]
-    with distillation_method(request.method, prior, config) as method:
+    with distillation_method(request.method, prior, config, request.prompt) as method:
         embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
 
         sample_views = prompt_view_sampler(prior, embeddings, config)

@@ -12,7 +12,7 @@ VAE, guidance 100); pixel models (DeepFloyd-IF-style) the same at IF's guidance 
 | standard | 400 (4 x 32)           | 5,000 (1 x 64)                     |
 | high     | 1,000 (4 x 48)         | 10,000 (1 x 128)                   |
 
-Built-in SDS renders 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
+Built-in SDS, VSD and SJC render 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class DistillConfig:
     """Classifier-free guidance scale s (formula in backend.guidance.prior)."""
     guidance_interval: GuidanceInterval | None = None
     """Where s applies, and the milder guidance and larger weight below it
-    (`backend.guidance.guidance_interval`; SDS only); None: s at every t."""
+    (`backend.guidance.guidance_interval`; SDS and VSD weight the band below it, SJC follows
+    its scales only); None: s at every t."""
     preview_every: int = 25
     """Send a preview image every this many steps (0: never)."""
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
@@ -251,15 +252,36 @@ _METHOD_OVERRIDES = {
     "sjc": {},
 }
 
+_CPU_SDS_RECIPE = {
+    "guidance_scale": _BUILTIN_RUN.guidance_scale,
+    "guidance_interval": CPU_GUIDANCE_INTERVAL,
+    "regularisers": CPU_INTERVAL_REGULARISERS,
+    "views": CPU_SDS_VIEWS,
+}
+"""CPU SDS's guidance (30, with its interval), smoothing and views. VSD on the built-in model
+takes all of it (`CPU_VSD`)."""
+
+CPU_VSD = _CPU_SDS_RECIPE
+"""VSD on CPU: SDS's recipe. At ProlificDreamer's guidance 7.5 with 4 views and the plain total
+variation, VSD's particle gradient per view was 6-9 (norm) against CPU SDS's 37-64, too weak
+against the sparsity and smoothing, so objects shrank and greyed (extent 0.23-0.30 for "a yellow
+sphere", seed 0; SDS 0.85). With the recipe: yellow, a sphere, extent 0.87. Measurements in
+docs/research/vsd-on-the-built-in-model.md."""
+
+CPU_SJC = _CPU_SDS_RECIPE
+"""SJC on CPU: SDS's recipe too. SJC weights every t alike (w = 1), so it follows the interval's
+guidance scales but takes no extra weight below t_start. "a red cube" (seed 0, preview): white
+with guidance 30 at every t over 4 views and the plain total variation; red, fill 0.83 (judged a
+cylinder) with the interval and its smoothing over 4 views; red, a cube (fill 0.858), extent
+0.83 over 8 views. Measurements in docs/research/vsd-on-the-built-in-model.md."""
+
 _BUILTIN_METHOD_OVERRIDES = {
     **_METHOD_OVERRIDES,
-    # The guidance interval, the smoothing it needs and 8 views; VSD and SJC guide at every t
-    # over 4 views, as they were tuned.
-    "sds": {
-        "guidance_interval": CPU_GUIDANCE_INTERVAL,
-        "regularisers": CPU_INTERVAL_REGULARISERS,
-        "views": CPU_SDS_VIEWS,
-    },
+    # The guidance interval, the smoothing it needs and 8 views for every method; edits guide
+    # at every t over 4 views, as they were tuned (`edit_config`).
+    "sds": _CPU_SDS_RECIPE,
+    "vsd": CPU_VSD,
+    "sjc": CPU_SJC,
 }
 
 
@@ -291,7 +313,8 @@ def edit_config(config: DistillConfig) -> DistillConfig:
     """An edit's run configuration from a preset's: at most `EDIT_LR`, constant, and at most
     `EDIT_TOTAL_VARIATION` of the squared smoothing on both grids (no edge-preserving term), so
     the edit keeps the artist's surface; guided at every t (no guidance interval) over at most
-    the 4 views of the other CPU runs (`CPU_SDS_VIEWS`), as edits were tuned."""
+    the 4 views of the shared CPU run (`_BUILTIN_RUN`; generation renders `CPU_SDS_VIEWS`), as
+    edits were tuned."""
     regularisers = replace(
         config.regularisers,
         total_variation=min(config.regularisers.total_variation, EDIT_TOTAL_VARIATION),

@@ -65,7 +65,7 @@ class Darken:
 
 @pytest.fixture
 def darken(monkeypatch):
-    monkeypatch.setattr(methods_module, "make_method", lambda name, prior, config: Darken())
+    monkeypatch.setattr(methods_module, "make_method", lambda *args: Darken())
 
 
 def _run(request, prior, config: DistillConfig = FAST) -> tuple[Result, list]:

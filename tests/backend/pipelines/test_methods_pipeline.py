@@ -1,15 +1,13 @@
 """VSD and SJC through the whole generate pipeline: textured GLBs, particles, a clean shared
-prior after VSD jobs, and (slow) the right colour with the built-in model."""
+prior after VSD jobs, and (slow) the right colour, shape and size with the built-in model."""
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import replace
 
 import pytest
 import torch
 
-from backend.builtin_model import vocabulary
 from backend.export.glb import read_glb
 from backend.guidance.prior import ModelFamily, builtin_model_path
 from backend.pipelines.cancel import JobCancelled
@@ -17,7 +15,7 @@ from backend.pipelines.generate import generate, optimise_prompt_particles
 from backend.pipelines.presets import preset_config
 from backend.render.renderer import RenderConfig
 from protocol.messages import GenerateRequest, Progress, Result
-from tests.judging import surface_colour
+from tests.judging import nearest_colour, nearest_shape, surface_colour
 
 
 def _fast_config(method: str, steps: int = 3, particles: int = 1):
@@ -120,13 +118,27 @@ def test_vsd_particles_differ_and_each_gets_its_own_mesh(pixel_prior):
 
 # ---- with the built-in model ------------------------------------------------------------------
 
+SDS_EXTENT = {
+    ("a red cube", 4): 0.792,
+    ("a green cone", 4): 0.943,
+    ("a purple cylinder", 0): 0.851,
+    ("a red cube", 0): 0.788,
+    ("a blue torus", 2): 0.931,
+}
+"""Largest extent of CPU SDS's mesh for each (prompt, seed) of the matrix (preview, measured
+2026-12-06; docs/research/vsd-on-the-built-in-model.md)."""
 
-def hue_distance_deg(rgb_a, rgb_b) -> float:
-    """Angular distance in degrees between the hues of two RGB colours in [0, 1]."""
-    ha = colorsys.rgb_to_hsv(*rgb_a)[0]
-    hb = colorsys.rgb_to_hsv(*rgb_b)[0]
-    d = abs(ha - hb) % 1.0
-    return 360.0 * min(d, 1.0 - d)
+BUILTIN_MATRIX = [
+    ("vsd", "a red cube", 4),
+    ("vsd", "a green cone", 4),
+    ("vsd", "a purple cylinder", 0),
+    ("sjc", "a red cube", 0),
+    ("sjc", "a blue torus", 2),
+]
+"""(method, prompt, seed): runs the issue saw fail (VSD's grey blobs at seed 4, SJC's white
+cube at seed 0), and every shape the judge knows once except the sphere, which the start blob
+already is (VSD's yellow sphere, the issue's speck at seed 1, is in the research note). About
+10 minutes of two test workers: VSD and SJC render 8 views, SJC with 4 noise draws each."""
 
 
 @pytest.mark.slow
@@ -134,20 +146,22 @@ def hue_distance_deg(rgb_a, rgb_b) -> float:
     not (builtin_model_path() / "model_index.json").is_file(),
     reason="the built-in model tiny-shapes is not in the package yet",
 )
-@pytest.mark.parametrize(
-    ("method", "prompt", "colour"),
-    [("vsd", "a blue cube", "blue"), ("sjc", "a red cone", "red")],
-)
-def test_builtin_model_gives_the_asked_colour(method, prompt, colour):
+@pytest.mark.parametrize(("method", "prompt", "seed"), BUILTIN_MATRIX)
+def test_builtin_model_gives_the_asked_colour_shape_and_size(method, prompt, seed):
     from backend.pipelines.runner import run_job
 
-    request = GenerateRequest(prompt=prompt, method=method, seed=1)
+    request = GenerateRequest(prompt=prompt, method=method, seed=seed)
     events = list(run_job(request, device="cpu", model=None, should_cancel=lambda: False))
     result = events[-1]
     assert isinstance(result, Result)
     (mesh,) = read_glb(result.meshes[0].glb)
+    colour, shape = prompt.split()[1:]
     rgb = surface_colour(mesh)  # texels weighted by the surface they cover
-    asked = vocabulary.COLOURS[colour]
-    hsv = colorsys.rgb_to_hsv(*rgb)
-    assert hsv[1] > 0.25, f"{method} {prompt!r}: texture is greyish {rgb}"
-    assert hue_distance_deg(rgb, asked) < 30.0, f"{method} {prompt!r}: got {rgb}"
+    got_shape, features = nearest_shape(mesh.vertices, mesh.faces)
+    extent = float((mesh.vertices.max(0) - mesh.vertices.min(0)).max())
+    what = f"{method} {prompt!r} seed {seed}: rgb {rgb}, features {features}, extent {extent:.3f}"
+    assert nearest_colour(rgb) == colour, what
+    assert got_shape == shape, what
+    # full size: not a speck, not a blob filling the volume (about SDS's size; VSD measured
+    # 1.00-1.03 of it)
+    assert 0.6 * SDS_EXTENT[prompt, seed] <= extent <= 1.1 * SDS_EXTENT[prompt, seed], what

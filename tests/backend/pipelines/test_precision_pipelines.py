@@ -59,8 +59,8 @@ def trained(monkeypatch):
     seen: dict[str, list] = {"fields": [], "lora": []}
     real_method, real_field = methods_module.make_method, generate_module.DenseGridField
 
-    def make_method(name, prior, config):
-        method = real_method(name, prior, config)
+    def make_method(name, prior, config, prompt=""):
+        method = real_method(name, prior, config, prompt)
         lora = getattr(method, "lora", None)
         if lora is not None:
             params = lora.trainable_parameters
@@ -132,8 +132,8 @@ def test_a_run_whose_gradient_stays_nan_fails_naming_method_step_and_precision(
 ):
     real = methods_module.make_method
 
-    def broken(name, prior, config):
-        method = real(name, prior, config)
+    def broken(name, prior, config, prompt=""):
+        method = real(name, prior, config, prompt)
         step = method.step
 
         def nan_step(x0, *args):

@@ -64,11 +64,14 @@ def test_unknown_names_are_named():
         preset_config("preview", "dreamtime", BUILTIN)
 
 
-def test_only_cpu_sds_guides_by_noise_level():
+def test_only_the_builtin_model_guides_by_noise_level():
     sds = preset_config("preview", "sds", BUILTIN)
     assert sds.guidance_interval == CPU_GUIDANCE_INTERVAL
     assert sds.regularisers == CPU_INTERVAL_REGULARISERS
-    for method, family in [("vsd", BUILTIN), ("sjc", BUILTIN), ("sds", LATENT), ("sds", PIXEL)]:
+    # VSD and SJC on the built-in model take CPU SDS's recipe whole
+    assert preset_config("preview", "vsd", BUILTIN) == sds
+    assert preset_config("preview", "sjc", BUILTIN) == sds
+    for method, family in [("sds", LATENT), ("vsd", LATENT), ("sjc", LATENT), ("sds", PIXEL)]:
         assert preset_config("preview", method, family).guidance_interval is None, method
     edit = edit_config(sds)
     assert edit.guidance_interval is None and edit.views == 4
