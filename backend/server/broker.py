@@ -14,6 +14,11 @@ when their connection ends (at once for a dead process, after the ZMTP heartbeat
 silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
 interrupted, with an error that says so.
 
+A job whose worker went away is retried on another worker up to `retries` times (a Ray pool;
+0 for local workers), with a warning to its client, and interrupted once they are spent. A Ray
+pool's jobs outlive the front end (`keep_jobs`): a stop leaves queued and running jobs as they
+are, and the next front end resumes the queue and re-attaches to the jobs still running.
+
 A job store that cannot be written (disk full, read-only: `StorageError`) fails the job whose
 result it cannot keep and refuses new jobs, with the cause; the lesser writes (event lines,
 previews, the running state) are skipped with a warning, and the server goes on.
@@ -29,8 +34,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import zmq
 
@@ -77,6 +83,30 @@ WORKER_PROBE_INTERVAL_S = 1.0
 """How often busy workers are probed (module docstring)."""
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What a job asks of the worker that runs it."""
+
+    model: str
+    """The model it names, or the server's default."""
+    method: str
+    """Its score-distillation method."""
+    preset: str
+    """Its quality preset."""
+
+
+class Placement(Protocol):
+    """Which workers can run which jobs (a Ray pool's hosts, checkpoints and GPU memory)."""
+
+    def refusal(self, needs: Needs) -> ProtocolError | None:
+        """Why no worker can run a job with `needs` (naming the model or the memory), or None."""
+        ...
+
+    def fits(self, worker: str, needs: Needs) -> bool:
+        """Whether worker `worker` (its READY name) can run a job with `needs`."""
+        ...
+
+
 class Delivery(enum.Enum):
     """What became of a message to a worker."""
 
@@ -103,6 +133,10 @@ class LiveJob:
     """Step of its last progress event."""
     total: int = 0
     """Total of its last progress event."""
+    needs: Needs | None = None
+    """What it asks of its worker (for placement)."""
+    retries: int = 0
+    """Times it was started again after its worker went away."""
 
 
 @dataclass
@@ -131,9 +165,18 @@ class Broker:
         info: ServerInfo,
         max_queued: int,
         stop: threading.Event,
+        placement: Placement | None = None,
+        retries: int = 0,
+        keep_jobs: bool = False,
+        resumed: Iterable[JobRecord] = (),
     ) -> None:
-        """`frontend` and `backends` (local and remote workers) are bound ROUTER sockets
-        handed over to the broker."""
+        """`frontend` and `backends` are bound ROUTER sockets handed over to the broker.
+
+        `placement` says which worker may run which job (None: any); `retries`: how often a
+        job whose worker went away starts again; `keep_jobs`: a stop leaves unfinished jobs
+        to the next front end; `resumed`: jobs a previous front end left, queued ones to queue
+        again and running ones for their worker to claim (READY with "job").
+        """
         self._frontend = frontend
         self._backends = backends
         self._store = store
@@ -145,6 +188,14 @@ class Broker:
         self._live: dict[str, LiveJob] = {}
         self._workers: dict[WorkerKey, WorkerSlot] = {}
         self._idle: deque[WorkerKey] = deque()
+        self._placement = placement
+        self._retries = retries
+        self._keep_jobs = keep_jobs
+        for record in resumed:
+            self._live[record.job] = LiveJob(record=record, client=None)
+            if record.state == JobState.QUEUED:
+                self._live[record.job].needs = self._needs(store.load_request(record.job))
+                self._queue.append(record.job)
 
     def run(self) -> None:
         """The broker loop; on exit, unfinished jobs are marked interrupted."""
@@ -220,8 +271,16 @@ class Broker:
             records = self._store.list(request.limit)
             self._send_client(identity, JobList(jobs=[record.summary() for record in records]))
 
+    def _needs(self, request: JobRequest) -> Needs:
+        model = request.model or self._info.default_model
+        return Needs(model=model, method=request.method, preset=request.preset)
+
     def _submit(self, identity: bytes, request: JobRequest) -> None:
         check_supported(request, self._info)
+        needs = self._needs(request)
+        refusal = None if self._placement is None else self._placement.refusal(needs)
+        if refusal is not None:
+            raise refusal
         job = request.job or new_job_id()
         if job in self._live:
             self._live[job].client = identity
@@ -236,7 +295,7 @@ class Broker:
                 f"the queue is full ({self._max_queued} jobs); try again later",
             )
         record = self._store.create(replace(request, job=job))
-        self._live[job] = LiveJob(record=record, client=identity)
+        self._live[job] = LiveJob(record=record, client=identity, needs=needs)
         self._queue.append(job)
         log.info("job %s (%s) queued at position %d", job, record.kind, len(self._queue) - 1)
         self._send_client(identity, Accepted(job=job, queue_position=len(self._queue) - 1))
@@ -353,6 +412,10 @@ class Broker:
         if slot is None:
             slot = self._workers[key] = WorkerSlot(device=device, name=name)
             log.info("worker %s on %s is ready", name, device)
+        running = details.get("job") if isinstance(details, dict) else None
+        if isinstance(running, str):
+            self._claim(key, slot, running)
+            return
         if taken < slot.dispatched:
             return
         if slot.job is not None:
@@ -371,6 +434,15 @@ class Broker:
             )
         if key not in self._idle:
             self._idle.append(key)
+
+    def _claim(self, key: WorkerKey, slot: WorkerSlot, job: str) -> None:
+        """A worker says it runs `job`, started for a previous front end: follow it."""
+        live = self._live.get(job)
+        if live is None or live.worker is not None or job in self._queue or slot.job is not None:
+            log.warning("worker %s claims job %s, which is not waiting for it", slot.name, job)
+            return
+        slot.job, live.worker = job, key
+        log.info("job %s re-attached on worker %s (%s)", job, slot.name, slot.device)
 
     def _worker_event(self, key: WorkerKey, body: list[bytes]) -> None:
         slot = self._workers.get(key)
@@ -393,6 +465,10 @@ class Broker:
                 self._finish(job, JobState.FAILED, Error.of(error, job, self._limits))
                 return
             self._end(job, JobState.DONE, body)
+            return
+        elif isinstance(event, Error) and event.code == ErrorCode.INTERRUPTED:
+            slot.job = None
+            self._lost(job, event.message)
             return
         elif isinstance(event, Error | Cancelled):
             slot.job = None
@@ -457,28 +533,56 @@ class Broker:
             job = slot.job
             del self._workers[key]
             log.error("worker %s (%s) went away while running job %s", slot.name, slot.device, job)
-            self._finish(
+            self._lost(
                 job,
-                JobState.INTERRUPTED,
-                Error(
-                    code=ErrorCode.INTERRUPTED,
-                    field="job",
-                    message=f"job {job} was interrupted: worker {slot.name} ({slot.device}) "
-                    "went away while running it (its process ended or its host was lost); "
-                    "submit it again",
-                    job=job,
-                ),
+                f"job {job} was interrupted: worker {slot.name} ({slot.device}) went away while "
+                "running it (its process ended or its host was lost)",
             )
 
+    def _lost(self, job: str, why: str) -> None:
+        """A job whose worker went away (`why`): queued again at the front while retries are
+        left, with a warning to its client; else interrupted."""
+        live = self._live.get(job)
+        if live is None:
+            return
+        if live.retries >= self._retries:
+            error = Error(code=ErrorCode.INTERRUPTED, field="job", message="", job=job)
+            retried = f" after {live.retries} retries" if live.retries else ""
+            message = f"{why}{retried}; submit it again"[: self._limits.max_text_chars]
+            self._finish(job, JobState.INTERRUPTED, replace(error, message=message))
+            return
+        live.retries += 1
+        live.worker, live.stage, live.step, live.total = None, None, 0, 0
+        self._queue.appendleft(job)
+        note = f"{why}; running it again (retry {live.retries} of {self._retries})"
+        log.warning("job %s: %s", job, note)
+        warning = JobWarning(message=note[: self._limits.max_text_chars], job=job)
+        self._best_effort(job, self._store.set_state, job, JobState.QUEUED)
+        self._best_effort(job, self._store.append_event, job, warning.to_wire())
+        self._forward_event(job, warning.to_wire())
+
+    def _next_job(self, slot: WorkerSlot) -> str | None:
+        """The oldest queued job worker `slot` can run."""
+        for job in self._queue:
+            needs = self._live[job].needs
+            if self._placement is None or needs is None or self._placement.fits(slot.name, needs):
+                return job
+        return None
+
     def _dispatch(self) -> None:
+        skipped: list[WorkerKey] = []
         while self._queue and self._idle:
             key = self._idle.popleft()
             slot = self._workers[key]
-            job = self._queue[0]
+            found = self._next_job(slot)
+            if found is None:
+                skipped.append(key)
+                continue
+            job = found
             try:
                 request = self._store.load_request(job)
             except (OSError, ProtocolError) as exc:
-                self._queue.popleft()
+                self._queue.remove(job)
                 log.exception("could not load job %s", job)
                 message = f"internal error: could not load the stored request: {exc}"
                 self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
@@ -488,7 +592,7 @@ class Broker:
                 log.warning("worker %s is unreachable; forgetting it", slot.name)
                 del self._workers[key]
                 continue
-            self._queue.popleft()
+            self._queue.remove(job)
             slot.job = job
             slot.dispatched += 1
             self._live[job].worker = key
@@ -497,9 +601,18 @@ class Broker:
             except StorageError as error:
                 log.warning("job %s: %s", job, error.message)
             log.info("job %s started on worker %s (%s)", job, slot.name, slot.device)
+            self._best_effort(job, self._store.log, job, f"on worker {slot.name} ({slot.device})")
+        self._idle.extendleft(reversed(skipped))
 
     def _interrupt_all(self) -> None:
-        """On shutdown: every queued or running job is interrupted; tell their clients."""
+        """On shutdown: every queued or running job is interrupted, and their clients told;
+        with `keep_jobs` they are left to the next front end."""
+        if self._keep_jobs:
+            if self._live:
+                log.info("%d unfinished jobs left for the next front end", len(self._live))
+            self._live.clear()
+            self._queue.clear()
+            return
         for job in list(self._live):
             error = Error(
                 code=ErrorCode.INTERRUPTED,
