@@ -103,9 +103,11 @@ def scripted_pipeline(
 
 
 def make_server(jobs_dir: Path, **options: object) -> Server:
-    """A server with the scripted pipeline on a free loopback port."""
+    """A server with the scripted pipeline on a free loopback port (`info_fields` option:
+    what it advertises, default `INFO_FIELDS`)."""
+    info_fields = options.pop("info_fields", INFO_FIELDS)
     config = ServerConfig(jobs_dir=jobs_dir, bind="tcp://127.0.0.1:*", **options)  # type: ignore[arg-type]
-    return Server(config, pipeline=scripted_pipeline, info_fields=INFO_FIELDS)
+    return Server(config, pipeline=scripted_pipeline, info_fields=info_fields)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,149 @@
+"""The Ray pool (`serve --ray`) on a real two-node Ray cluster on loopback, with the scripted
+pipeline in worker actors that fake one GPU each: spread, streamed progress, cancel, placement
+by model, a front-end restart, a node killed mid-job.
+
+One cluster serves the module (about 10 s to start on 2 cores); the test that kills a node
+runs last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from protocol.client import Client
+from protocol.errors import ProtocolError
+from protocol.messages import Event, GenerateRequest, JobWarning, Progress
+from tests.backend.server.doubles import running_server
+from tests.backend.server.test_restart import wait_for_step
+from tests.protocol.samples import INFO_FIELDS
+
+pytestmark = pytest.mark.timeout(180)
+
+REPO = Path(__file__).resolve().parents[3]
+ABSENT_MODEL = "/nonexistent/stable-diffusion-2-1-base"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head and one more node on 127.0.0.1, one fake GPU each; this process is a driver."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
+        try:
+            cluster.add_node(num_cpus=1, num_gpus=1)
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, log_to_driver=False)
+            nodes = [node for node in ray.nodes() if node["Alive"]]
+            assert len(nodes) == 2
+            assert {node["NodeManagerAddress"] for node in nodes} == {"127.0.0.1"}
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+
+def ray_server(jobs_dir: Path, cluster: Cluster, **options: object):  # type: ignore[no-untyped-def]
+    info = {**INFO_FIELDS, "models": ["tiny-shapes", ABSENT_MODEL]}
+    return running_server(jobs_dir, ray=cluster.address, info_fields=info, **options)
+
+
+def workers_of(jobs_dir: Path, job: str) -> list[str]:
+    """The workers a job was started on, in order (from its events.jsonl)."""
+    lines = (jobs_dir / job / "events.jsonl").read_text().splitlines()
+    messages = [json.loads(line).get("message", "") for line in lines]
+    return [message.split()[2] for message in messages if message.startswith("on worker ")]
+
+
+def test_jobs_spread_over_both_nodes_with_progress_in_order(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
+        assert server.info.device == "ray"
+        assert {info.host.endswith("(127.0.0.1)") for info in server.pool.actors()} == {True}
+        jobs = [
+            client.submit(GenerateRequest(prompt=f"job{i} steps=6 step_ms=50")) for i in range(4)
+        ]
+        seen: dict[str, list[Event]] = {}
+        for job in jobs:
+            seen[job] = []
+            result = client.wait(job, on_event=seen[job].append, timeout_s=60)
+            assert result.meshes[0].name == "object"
+            steps = [e.step for e in seen[job] if isinstance(e, Progress)]
+            assert steps == sorted(steps) and steps[-1] == 6
+        workers = {worker for job in jobs for worker in workers_of(jobs_dir, job)}
+        assert len(workers) == 2, "both nodes' workers ran jobs"
+
+
+def test_cancel_takes_effect_within_a_step(cluster: Cluster, tmp_path: Path) -> None:
+    with ray_server(tmp_path / "jobs", cluster) as server, Client(server.address) as client:
+        job = client.submit(GenerateRequest(prompt="long steps=500 step_ms=100"))
+        wait_for_step(client, job, 3)
+        client.cancel(job)
+        later: list[Event] = []
+        with pytest.raises(ProtocolError) as caught:
+            client.wait(job, on_event=later.append, timeout_s=10)
+        assert caught.value.code == "cancelled"
+        assert len([e for e in later if isinstance(e, Progress)]) <= 3
+        assert client.status(job).state == "cancelled"
+
+
+def test_a_model_no_host_has_is_refused_at_submit(cluster: Cluster, tmp_path: Path) -> None:
+    with ray_server(tmp_path / "jobs", cluster) as server, Client(server.address) as client:
+        with pytest.raises(ProtocolError) as caught:
+            client.submit(GenerateRequest(prompt="a red cube", model=ABSENT_MODEL))
+        assert caught.value.code == "unknown_model"
+        assert f"no host of the Ray pool has {ABSENT_MODEL}" in caught.value.message
+        assert client.list_jobs() == []
+
+
+def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    long = "long steps=30 step_ms=100"
+    with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
+        running = [client.submit(GenerateRequest(prompt=f"{long} {i}")) for i in range(2)]
+        queued = client.submit(GenerateRequest(prompt="queued steps=2"))
+        wait_for_step(client, running[0], 3)
+    with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
+        assert client.status(running[0]).state == "running"
+        assert client.status(queued).state in ("queued", "running")
+        seen: list[Event] = []
+        assert client.wait(running[0], on_event=seen.append, timeout_s=60).meshes
+        steps = [e.step for e in seen if isinstance(e, Progress)]
+        assert steps and steps[-1] == 30 and steps == sorted(steps)
+        for job in (running[1], queued):
+            assert client.wait(job, timeout_s=60).meshes
+        assert all(len(workers_of(jobs_dir, job)) == 1 for job in running), "not run twice"
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_job_retries_it_on_the_other_node(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    (worker_node,) = cluster.worker_nodes
+    doomed_prefix = worker_node.node_id[:12]
+    with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
+        jobs = [
+            client.submit(GenerateRequest(prompt=f"steps=20 step_ms=150 {i}")) for i in range(2)
+        ]
+        for job in jobs:
+            wait_for_step(client, job, 2)
+        (doomed,) = [job for job in jobs if doomed_prefix in workers_of(jobs_dir, job)[0]]
+        cluster.remove_node(worker_node)
+        seen: list[Event] = []
+        assert client.wait(doomed, on_event=seen.append, timeout_s=90).meshes
+        assert client.wait(next(j for j in jobs if j != doomed), timeout_s=60).meshes
+        warnings = [e.message for e in seen if isinstance(e, JobWarning)]
+        assert any("retry 1 of 1" in message for message in warnings), warnings
+        first, second = workers_of(jobs_dir, doomed)
+        assert doomed_prefix in first and doomed_prefix not in second
