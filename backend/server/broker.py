@@ -1,4 +1,5 @@
-"""The broker: clients on a ROUTER front end, workers on a ROUTER back end, a FIFO job queue.
+"""The broker: clients on a ROUTER front end, workers on a private ROUTER back end, a FIFO
+job queue.
 
 This is the zguide load-balancing broker: workers announce READY, the broker hands the oldest
 queued job to the longest-idle worker, and streams the worker's events back to the client
@@ -7,12 +8,12 @@ is written to the job store before it is forwarded; sends to clients never block
 vanished client loses events, never the others' time) and the result stays fetchable on disk.
 One thread runs `Broker.run` and owns both sockets and the job store.
 
-A worker that goes away in the middle of a job (its process killed, its host lost) sends no
-more events, so its job would wait forever. Every `WORKER_PROBE_INTERVAL_S` the broker sends
-each busy worker a PROBE; the back ends are mandatory-routing ROUTERs whose peers are dropped
-when their connection ends (at once for a dead process, after the ZMTP heartbeat timeout for a
-silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
-interrupted, with an error that says so.
+A worker that goes away in the middle of a job (its process killed) sends no more events, so
+its job would wait forever. Every `WORKER_PROBE_INTERVAL_S` the broker sends each busy worker a
+PROBE; the back end is a mandatory-routing ROUTER whose peers are dropped when their connection
+ends, so a PROBE that cannot be routed means the worker has gone, and its job ends as
+interrupted, with an error that says so. (The workers of a Ray pool are relays in the server's
+process; a relay whose actor or host died says so with an interrupted error.)
 
 A job whose worker went away is retried on another worker up to `retries` times (a Ray pool;
 0 for local workers), with a warning to its client, and interrupted once they are spent. A Ray
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import enum
 import errno
-import functools
 import json
 import logging
 import threading
@@ -73,8 +73,8 @@ from protocol.messages import (
 
 log = logging.getLogger("boxdream.server.broker")
 
-WorkerKey = tuple[int, bytes]
-"""A worker: index of its back-end socket and its routing id there."""
+WorkerKey = bytes
+"""A worker: its routing id on the back end."""
 
 WORKER_EVENT_TYPES = (Progress, Preview, JobWarning, Result, Error, Cancelled)
 BATCH = 100
@@ -160,7 +160,7 @@ class Broker:
         self,
         *,
         frontend: zmq.Socket,
-        backends: list[zmq.Socket],
+        backend: zmq.Socket,
         store: JobStore,
         info: ServerInfo,
         max_queued: int,
@@ -170,7 +170,7 @@ class Broker:
         keep_jobs: bool = False,
         resumed: Iterable[JobRecord] = (),
     ) -> None:
-        """`frontend` and `backends` are bound ROUTER sockets handed over to the broker.
+        """`frontend` and `backend` (the workers') are bound ROUTER sockets handed over.
 
         `placement` says which worker may run which job (None: any); `retries`: how often a
         job whose worker went away starts again; `keep_jobs`: a stop leaves unfinished jobs
@@ -178,7 +178,7 @@ class Broker:
         again and running ones for their worker to claim (READY with "job").
         """
         self._frontend = frontend
-        self._backends = backends
+        self._backend = backend
         self._store = store
         self._info = info
         self._limits = info.limits
@@ -201,15 +201,13 @@ class Broker:
         """The broker loop; on exit, unfinished jobs are marked interrupted."""
         poller = zmq.Poller()
         poller.register(self._frontend, zmq.POLLIN)
-        for backend in self._backends:
-            poller.register(backend, zmq.POLLIN)
+        poller.register(self._backend, zmq.POLLIN)
         next_probe = time.monotonic() + WORKER_PROBE_INTERVAL_S
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(100))
-                for index, backend in enumerate(self._backends):
-                    if backend in ready:
-                        self._drain(backend, functools.partial(self._on_worker, index))
+                if self._backend in ready:
+                    self._drain(self._backend, self._on_worker)
                 if self._frontend in ready:
                     self._drain(self._frontend, self._on_client)
                 self._dispatch()
@@ -387,8 +385,8 @@ class Broker:
 
     # --------------------------------------------------------------------------- workers
 
-    def _on_worker(self, index: int, frames: list[bytes]) -> None:
-        key, command, body = (index, frames[0]), frames[1:2], frames[2:]
+    def _on_worker(self, frames: list[bytes]) -> None:
+        key, command, body = frames[0], frames[1:2], frames[2:]
         try:
             if command == [READY]:
                 self._worker_ready(key, body)
@@ -514,9 +512,8 @@ class Broker:
         self._live.pop(job, None)
 
     def _send_worker(self, key: WorkerKey, frames: list[bytes]) -> Delivery:
-        index, identity = key
         try:
-            self._backends[index].send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+            self._backend.send_multipart([key, *frames], flags=zmq.NOBLOCK)
         except zmq.Again:
             return Delivery.FULL
         except zmq.ZMQError as exc:

@@ -194,7 +194,7 @@ class Server:
             raise
         broker = Broker(
             frontend=frontend,
-            backends=sockets[1:],
+            backend=local,
             store=store,
             info=self._info,
             max_queued=config.max_queued,
@@ -341,10 +341,9 @@ class Server:
         try:
             broker.run()
         finally:
-            frontend, *backends = sockets
+            frontend, backend = sockets
             frontend.close(linger=SHUTDOWN_LINGER_MS)
-            for backend in backends:
-                backend.close(linger=0)
+            backend.close(linger=0)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker and the workers; unfinished jobs are recorded as interrupted."""

@@ -1,11 +1,13 @@
 """A worker: runs jobs through a pipeline on one device and streams their events back.
 
-Workers speak to the broker's back end (a ROUTER) through a DEALER socket, in the zguide
-load-balancing pattern; the same class serves as a thread next to the broker (inproc) or in
-a process on another host (tcp). Frames between broker and worker:
+Workers speak to the broker's private back end (a ROUTER) through a DEALER socket, in the
+zguide load-balancing pattern, as threads next to the broker (inproc) or as local processes
+(ipc in a 0700 folder); a Ray pool's relays (`backend.server.raypool`) are workers too.
+Frames between broker and worker:
 
     worker → broker   READY, {"device", "name", "jobs"}      ready for a job (repeated while idle;
-                                                             "jobs" counts the JOBs received)
+                                                             "jobs" counts the JOBs received; a
+                                                             relay adds "job" to re-attach)
                       EVENT, <event message frames>          one event of the current job
     broker → worker   JOB, <request message frames>          run this job
                       CANCEL, <job id>                       stop this job at the next step
@@ -28,7 +30,6 @@ from typing import Protocol
 import zmq
 
 from backend.server.lifeline import watch_parent
-from protocol.curve import CurveKeys
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import Limits
 from protocol.messages import (
@@ -100,7 +101,6 @@ class Worker:
         model: str | None = None,
         limits: Limits | None = None,
         context: zmq.Context | None = None,
-        curve: CurveKeys | None = None,
         name: str = "",
     ) -> None:
         """`model` is used for requests that name none (None: the pipeline's default)."""
@@ -110,7 +110,6 @@ class Worker:
         self._model = model
         self._limits = limits or Limits()
         self._context = context or zmq.Context.instance()
-        self._curve = curve
         self._name = name or f"{device}-worker"
 
     @property
@@ -137,8 +136,6 @@ class Worker:
         """Serve jobs until `stop` is set. Creates and closes its own socket (own thread)."""
         socket = self._context.socket(zmq.DEALER)
         socket.linger = 0
-        if self._curve is not None:
-            self._curve.apply(socket)
         socket.connect(self._address)
         jobs_taken = 0
 
