@@ -29,8 +29,10 @@ its method and preset (`MEMORY_GIB`); a job no actor can take is refused at subm
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import pickle
 import socket
 import threading
 import time
@@ -97,6 +99,14 @@ def model_present(model: str) -> bool:
     return (cache / f"models--{model.replace('/', '--')}").is_dir()
 
 
+def fingerprint(*settings: object) -> str:
+    """A short digest of a worker's settings and the backend's version: an actor started by a
+    front end with other settings (or code) is replaced when found idle."""
+    from backend import __version__
+
+    return hashlib.sha256(pickle.dumps((__version__, *settings))).hexdigest()[:16]
+
+
 def cuda_memory_gib() -> float | None:
     """Total memory of this process's first CUDA device (None without one; torch is only
     imported where an NVIDIA driver is present)."""
@@ -113,9 +123,17 @@ class PoolWorker:
     """The body of a worker actor: runs one job at a time, keeps its events for the relay."""
 
     def __init__(
-        self, pipeline: Pipeline, model: str | None, limits: Limits, name: str, models: list[str]
+        self,
+        pipeline: Pipeline,
+        model: str | None,
+        limits: Limits,
+        name: str,
+        models: list[str],
+        config: str,
     ) -> None:
-        """`model`: the default for requests that name none; `models`: the server's models."""
+        """`model`: the default for requests that name none; `models`: the server's models;
+        `config`: the fingerprint of all these (`fingerprint`)."""
+        self._config = config
         self._pipeline = pipeline
         self._model = model
         self._limits = limits
@@ -142,6 +160,7 @@ class PoolWorker:
             "models": [model for model in self._models if model_present(model)],
             "memory_gib": cuda_memory_gib(),
             "job": job,
+            "config": self._config,
         }
 
     def start(self, frames: list[bytes]) -> bool:
@@ -355,6 +374,7 @@ class RayPool:
         self._actors: dict[str, ActorInfo] = {}
         self._threads: list[threading.Thread] = []
         self._connected = False
+        self._config = fingerprint(pipeline, model, limits, models)
 
     def connect(self) -> None:
         """Join the cluster as a driver (unless this process already has)."""
@@ -392,9 +412,8 @@ class RayPool:
                     wanted.append((name, node["NodeID"], gpus > 0, per_gpu))
         found = []
         for name, node_id, gpu, memory in wanted:
-            handle = self._actor(name, node_id, gpu)
             try:
-                details = ray.get(handle.describe.remote(), timeout=120)
+                handle, details = self._current_actor(name, node_id, gpu)
             except (ray.exceptions.RayError, TimeoutError) as exc:
                 log.warning("worker actor %s did not answer: %s", name, exc)
                 continue
@@ -422,6 +441,30 @@ class RayPool:
         with self._lock:
             self._actors.update((info.name, info) for info in actors)
 
+    def _current_actor(self, name: str, node_id: str, gpu: bool) -> tuple[Any, dict[str, Any]]:
+        """The actor `name` and its `describe()`, started again if it is idle and runs other
+        settings than this front end's (an upgrade, another default model)."""
+        import ray
+
+        handle = self._actor(name, node_id, gpu)
+        details = ray.get(handle.describe.remote(), timeout=120)
+        if details["config"] == self._config:
+            return handle, details
+        if details["job"] is not None:
+            log.warning("worker %s runs other settings; it is kept for its job", name)
+            return handle, details
+        log.info("worker %s runs other settings; starting a new one", name)
+        ray.kill(handle, no_restart=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                handle = self._actor(name, node_id, gpu)
+                return handle, ray.get(handle.describe.remote(), timeout=120)
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def _actor(self, name: str, node_id: str, gpu: bool) -> Any:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -437,7 +480,7 @@ class RayPool:
             max_concurrency=4,
             max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        ).remote(self._pipeline, self._model, self._limits, name, self._models)
+        ).remote(self._pipeline, self._model, self._limits, name, self._models, self._config)
 
     def held_jobs(self) -> dict[str, str]:
         """Jobs the actors held when found (running, or ended and not yet stored): job ->

@@ -17,6 +17,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from backend.server.service import Server
 from protocol.client import Client
 from protocol.errors import ProtocolError
 from protocol.messages import Event, GenerateRequest, JobWarning, Progress
@@ -123,6 +124,23 @@ def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
         for job in (running[1], queued):
             assert client.wait(job, timeout_s=60).meshes
         assert all(len(workers_of(jobs_dir, job)) == 1 for job in running), "not run twice"
+
+
+def test_workers_are_kept_between_front_ends_and_replaced_for_other_settings(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    def pids(server: Server) -> set[int]:
+        assert server.pool is not None
+        return {ray.get(info.handle.describe.remote())["pid"] for info in server.pool.actors()}
+
+    with ray_server(tmp_path / "jobs", cluster) as server:
+        first = pids(server)
+    with ray_server(tmp_path / "jobs", cluster) as server:
+        assert pids(server) == first, "the same actors (and their loaded priors) serve again"
+    with ray_server(tmp_path / "jobs", cluster, model="tiny-shapes") as server:
+        assert len(pids(server)) == 2 and not pids(server) & first
+        with Client(server.address) as client:
+            assert client.wait(client.submit(GenerateRequest(prompt="steps=2")), timeout_s=30)
 
 
 @pytest.mark.slow
