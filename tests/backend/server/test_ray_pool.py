@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from protocol.client import Client
 from protocol.errors import ProtocolError
 from protocol.messages import Event, GenerateRequest, JobWarning, Progress
 from tests.backend.server.doubles import running_server
-from tests.backend.server.test_restart import wait_for_step
+from tests.backend.server.test_restart import server_process, wait_for_step
 from tests.protocol.samples import INFO_FIELDS
 
 pytestmark = pytest.mark.timeout(180)
@@ -124,6 +125,29 @@ def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
         for job in (running[1], queued):
             assert client.wait(job, timeout_s=60).meshes
         assert all(len(workers_of(jobs_dir, job)) == 1 for job in running), "not run twice"
+
+
+def test_a_killed_front_end_process_restarted_gets_the_result_of_its_running_job(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    with (
+        server_process(jobs_dir, ray=cluster.address) as (process, address, _),
+        Client(address, timeout_s=2.0, retries=1) as client,
+    ):
+        job = client.submit(GenerateRequest(prompt="outlives steps=40 step_ms=100"))
+        wait_for_step(client, job, 2)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    with (
+        server_process(jobs_dir, ray=cluster.address) as (_, address, _),
+        Client(address) as client,
+    ):
+        assert client.status(job).state == "running"
+        seen: list[Event] = []
+        assert client.wait(job, on_event=seen.append, timeout_s=60).meshes
+        assert [e.step for e in seen if isinstance(e, Progress)][-1] == 40
+        assert len(workers_of(jobs_dir, job)) == 1, "re-attached, not run again"
 
 
 def test_workers_are_kept_between_front_ends_and_replaced_for_other_settings(
