@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,12 +110,16 @@ def test_a_model_no_host_has_is_refused_at_submit(cluster: Cluster, tmp_path: Pa
 def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
     cluster: Cluster, tmp_path: Path
 ) -> None:
+    """One job runs on across the restart, one ends while no front end runs (its worker
+    keeps the result), one waits in the queue."""
     jobs_dir = tmp_path / "jobs"
-    long = "long steps=30 step_ms=100"
+    prompts = ("long steps=30 step_ms=100", "ends meanwhile steps=10 step_ms=100")
     with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
-        running = [client.submit(GenerateRequest(prompt=f"{long} {i}")) for i in range(2)]
+        running = [client.submit(GenerateRequest(prompt=prompt)) for prompt in prompts]
         queued = client.submit(GenerateRequest(prompt="queued steps=2"))
         wait_for_step(client, running[0], 3)
+        wait_for_step(client, running[1], 3)
+    time.sleep(1.0)
     with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
         assert client.status(running[0]).state == "running"
         assert client.status(queued).state in ("queued", "running")
