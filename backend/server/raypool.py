@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +238,12 @@ class ActorInfo:
 
     name: str
     """Its Ray name (also its worker name in the broker)."""
+    node_id: str
+    """The Ray node it runs on."""
+    gpu: bool
+    """Whether it holds a GPU."""
+    config: str
+    """The fingerprint of the settings it was started with (`fingerprint`)."""
     handle: Any
     """Its Ray actor handle."""
     host: str
@@ -413,12 +419,16 @@ class RayPool:
         found = []
         for name, node_id, gpu, memory in wanted:
             try:
-                handle, details = self._current_actor(name, node_id, gpu)
+                handle = self._actor(name, node_id, gpu)
+                details = ray.get(handle.describe.remote(), timeout=120)
             except (ray.exceptions.RayError, TimeoutError) as exc:
                 log.warning("worker actor %s did not answer: %s", name, exc)
                 continue
             info = ActorInfo(
                 name=name,
+                node_id=node_id,
+                gpu=gpu,
+                config=details["config"],
                 handle=handle,
                 host=f"{details['host']} ({details['address']})",
                 models=frozenset(details["models"]),
@@ -441,29 +451,31 @@ class RayPool:
         with self._lock:
             self._actors.update((info.name, info) for info in actors)
 
-    def _current_actor(self, name: str, node_id: str, gpu: bool) -> tuple[Any, dict[str, Any]]:
-        """The actor `name` and its `describe()`, started again if it is idle and runs other
-        settings than this front end's (an upgrade, another default model)."""
+    def renew(self) -> None:
+        """Start again the idle actors that run other settings than this front end's (an
+        upgrade, another default model); call after `release_except`. One that holds a job
+        is kept for it."""
         import ray
 
-        handle = self._actor(name, node_id, gpu)
-        details = ray.get(handle.describe.remote(), timeout=120)
-        if details["config"] == self._config:
-            return handle, details
-        if details["job"] is not None:
-            log.warning("worker %s runs other settings; it is kept for its job", name)
-            return handle, details
-        log.info("worker %s runs other settings; starting a new one", name)
-        ray.kill(handle, no_restart=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                handle = self._actor(name, node_id, gpu)
-                return handle, ray.get(handle.describe.remote(), timeout=120)
-            except ray.exceptions.RayActorError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        for info in self.actors():
+            if info.config == self._config:
+                continue
+            if ray.get(info.handle.describe.remote(), timeout=120)["job"] is not None:
+                log.warning("worker %s runs other settings; it is kept for its job", info.name)
+                continue
+            log.info("worker %s runs other settings; starting a new one", info.name)
+            ray.kill(info.handle, no_restart=True)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    handle = self._actor(info.name, info.node_id, info.gpu)
+                    details = ray.get(handle.describe.remote(), timeout=120)
+                    break
+                except ray.exceptions.RayActorError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            self.add(replace(info, handle=handle, config=details["config"], job=None))
 
     def _actor(self, name: str, node_id: str, gpu: bool) -> Any:
         import ray

@@ -258,6 +258,7 @@ class Server:
         resumed = store.unfinished() if self._pool is not None else []
         if self._pool is not None:
             self._pool.release_except({record.job for record in resumed})
+            self._pool.renew()
             log.info("resuming %d unfinished jobs on the Ray pool", len(resumed))
         return resumed
 

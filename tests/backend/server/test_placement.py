@@ -18,6 +18,9 @@ SD = "/models/sd-2-1"
 def worker(name: str, models: set[str], memory_gib: float | None) -> ActorInfo:
     return ActorInfo(
         name=name,
+        node_id=name,
+        gpu=True,
+        config="",
         handle=None,
         host=f"{name}-host (127.0.0.1)",
         models=frozenset(models),

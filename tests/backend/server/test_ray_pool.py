@@ -8,6 +8,7 @@ runs last.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from backend.server.service import Server
+from backend.server.service import Server, ServerConfig
 from protocol.client import Client
 from protocol.errors import ProtocolError
 from protocol.messages import Event, GenerateRequest, JobWarning, Progress
@@ -170,6 +171,33 @@ def test_workers_are_kept_between_front_ends_and_replaced_for_other_settings(
         assert len(pids(server)) == 2 and not pids(server) & first
         with Client(server.address) as client:
             assert client.wait(client.submit(GenerateRequest(prompt="steps=2")), timeout_s=30)
+
+
+@pytest.mark.slow
+def test_the_real_pipeline_runs_on_the_pool_and_keeps_its_prior_loaded(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from backend.pipelines import runner
+
+    pipeline = functools.partial(runner.run_job, max_steps=2)
+    config = ServerConfig(jobs_dir=tmp_path / "jobs", bind="tcp://127.0.0.1:*", ray=cluster.address)
+    server = Server(config, pipeline=pipeline, info_fields=runner.server_info_fields("cpu"))
+    server.start()
+    try:
+        with Client(server.address) as client:
+            first_progress, jobs = [], []
+            for prompt in ("a red cube", "a blue sphere", "a red sphere"):
+                started = time.monotonic()
+                jobs.append(client.submit(GenerateRequest(prompt=prompt)))
+                wait_for_step(client, jobs[-1], 1)
+                first_progress.append(time.monotonic() - started)
+                result = client.wait(jobs[-1], timeout_s=120)
+                assert result.meshes[0].glb[:4] == b"glTF"
+    finally:
+        server.stop()
+    first, second, third = (workers_of(tmp_path / "jobs", job) for job in jobs)
+    assert third == first != second, f"the longest-idle worker takes the next job: {jobs}"
+    assert first_progress[2] < first_progress[0], f"a loaded prior is kept: {first_progress}"
 
 
 @pytest.mark.slow
