@@ -59,6 +59,8 @@ KEEP_INTERVAL_S = 2.0
 """How often the front end looks for nodes that joined."""
 POLL_S = 0.5
 """Longest wait of one `events` call when nothing happens."""
+START_WAIT_S = 30.0
+"""How long `start` waits for a job being cancelled (one a new front end let go) to end."""
 GPU_MEMORY_RESOURCE = "boxdream_gpu_gib"
 """Node resource: GPU memory in GiB, shared by the node's GPUs (overrides what CUDA says)."""
 BUILTIN_MODEL = "tiny-shapes"
@@ -74,10 +76,10 @@ MEMORY_GIB: dict[tuple[str, str], float] = {
     ("vsd", "standard"): 16,
     ("vsd", "high"): 24,
 }
-"""GPU memory (GiB) a Stable Diffusion-size model needs by method and preset: the README's
-GPU goals (SDS standard under 6 GB, VSD at 512² under 24 GB) scaled by the CPU bench's peak
-memory per method (`boxdream bench --architecture sd-2.1`); the built-in model needs
-`BUILTIN_GIB` for any of them."""
+"""GPU memory (GiB) a Stable Diffusion-size model needs by method and preset: estimates built
+on the README's GPU goals (SDS standard under 6 GB, VSD at 512² under 24 GB), with SJC like
+SDS as the CPU bench's peak memory shows (`boxdream bench --architecture sd-2.1`); not yet
+measured on a GPU. The built-in model needs `BUILTIN_GIB` for any of them."""
 BUILTIN_GIB = 1.0
 
 
@@ -168,7 +170,7 @@ class PoolWorker:
         request = decode_message(frames, self._limits, JOB_REQUEST_TYPES)
         assert isinstance(request, JobRequest)
         with self._condition:
-            if not self._finished:
+            if not self._condition.wait_for(lambda: self._finished, START_WAIT_S):
                 return False
             self._job, self._events, self._first = request.job, [], 0
             self._finished, self._cancel = False, False

@@ -95,7 +95,8 @@ def test_cancel_takes_effect_within_a_step(cluster: Cluster, tmp_path: Path) -> 
         with pytest.raises(ProtocolError) as caught:
             client.wait(job, on_event=later.append, timeout_s=10)
         assert caught.value.code == "cancelled"
-        assert len([e for e in later if isinstance(e, Progress)]) <= 3
+        in_flight = [e for e in later if isinstance(e, Progress)]
+        assert len(in_flight) <= 4, "events in flight (one poll) plus at most one more step"
         assert client.status(job).state == "cancelled"
 
 
@@ -117,7 +118,7 @@ def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
     prompts = ("long steps=30 step_ms=100", "ends meanwhile steps=10 step_ms=100")
     with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
         running = [client.submit(GenerateRequest(prompt=prompt)) for prompt in prompts]
-        queued = client.submit(GenerateRequest(prompt="queued steps=2"))
+        queued = client.submit(GenerateRequest(prompt="queued steps=10 step_ms=100"))
         wait_for_step(client, running[0], 3)
         wait_for_step(client, running[1], 3)
     time.sleep(1.0)
@@ -141,7 +142,7 @@ def test_a_killed_front_end_process_restarted_gets_the_result_of_its_running_job
         server_process(jobs_dir, ray=cluster.address) as (process, address, _),
         Client(address, timeout_s=2.0, retries=1) as client,
     ):
-        job = client.submit(GenerateRequest(prompt="outlives steps=40 step_ms=100"))
+        job = client.submit(GenerateRequest(prompt="outlives steps=60 step_ms=100"))
         wait_for_step(client, job, 2)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
@@ -152,7 +153,7 @@ def test_a_killed_front_end_process_restarted_gets_the_result_of_its_running_job
         assert client.status(job).state == "running"
         seen: list[Event] = []
         assert client.wait(job, on_event=seen.append, timeout_s=60).meshes
-        assert [e.step for e in seen if isinstance(e, Progress)][-1] == 40
+        assert [e.step for e in seen if isinstance(e, Progress)][-1] == 60
         assert len(workers_of(jobs_dir, job)) == 1, "re-attached, not run again"
 
 
