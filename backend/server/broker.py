@@ -27,6 +27,7 @@ previews, the running state) are skipped with a warning, and the server goes on.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import json
@@ -194,7 +195,8 @@ class Broker:
         for record in resumed:
             self._live[record.job] = LiveJob(record=record, client=None)
             if record.state == JobState.QUEUED:
-                self._live[record.job].needs = self._needs(store.load_request(record.job))
+                with contextlib.suppress(OSError, ProtocolError):  # `_dispatch` fails it
+                    self._live[record.job].needs = self._needs(store.load_request(record.job))
                 self._queue.append(record.job)
 
     def run(self) -> None:
@@ -533,7 +535,7 @@ class Broker:
             self._lost(
                 job,
                 f"job {job} was interrupted: worker {slot.name} ({slot.device}) went away while "
-                "running it (its process ended or its host was lost)",
+                "running it (its process ended)",
             )
 
     def _lost(self, job: str, why: str) -> None:
@@ -543,10 +545,11 @@ class Broker:
         if live is None:
             return
         if live.retries >= self._retries:
-            error = Error(code=ErrorCode.INTERRUPTED, field="job", message="", job=job)
-            retried = f" after {live.retries} retries" if live.retries else ""
+            plural = "y" if live.retries == 1 else "ies"
+            retried = f" after {live.retries} retr{plural}" if live.retries else ""
             message = f"{why}{retried}; submit it again"[: self._limits.max_text_chars]
-            self._finish(job, JobState.INTERRUPTED, replace(error, message=message))
+            error = Error(code=ErrorCode.INTERRUPTED, field="job", message=message, job=job)
+            self._finish(job, JobState.INTERRUPTED, error)
             return
         live.retries += 1
         live.worker, live.stage, live.step, live.total = None, None, 0, 0

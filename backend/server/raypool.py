@@ -468,16 +468,17 @@ class RayPool:
             log.info("worker %s runs other settings; starting a new one", info.name)
             ray.kill(info.handle, no_restart=True)
             deadline = time.monotonic() + 30
-            while True:
+            while True:  # until the name is free and a new actor answers (kill is async)
                 try:
                     handle = self._actor(info.name, info.node_id, info.gpu)
-                    details = ray.get(handle.describe.remote(), timeout=120)
-                    break
+                    if ray.get(handle.describe.remote(), timeout=120)["config"] == self._config:
+                        break
                 except ray.exceptions.RayActorError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            self.add(replace(info, handle=handle, config=details["config"], job=None))
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker {info.name} could not be started again")
+                time.sleep(0.2)
+            self.add(replace(info, handle=handle, config=self._config, job=None))
 
     def _actor(self, name: str, node_id: str, gpu: bool) -> Any:
         import ray

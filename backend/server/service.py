@@ -23,12 +23,12 @@ from backend.server.jobstore import JobRecord, JobStore
 from backend.server.lifeline import ENDPOINT_SOCKET, make_endpoint_folder, reap_endpoint_folders
 from backend.server.security import ServerCurve, exposure_warning
 from backend.server.worker import Pipeline, Worker, run_worker_process
-
-if TYPE_CHECKING:
-    from backend.server.raypool import RayPool
 from protocol.limits import Limits
 from protocol.messages import JobState, ServerInfo, validate
 from protocol.version import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from backend.server.raypool import RayPool
 
 log = logging.getLogger("boxdream.server")
 
@@ -191,6 +191,8 @@ class Server:
             for socket in sockets:
                 socket.close(linger=0)
             self._close_context()
+            if self._pool is not None:
+                self._pool.stop(0)
             raise
         broker = Broker(
             frontend=frontend,
@@ -347,7 +349,8 @@ class Server:
             backend.close(linger=0)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker and the workers; unfinished jobs are recorded as interrupted."""
+        """Stop the broker and the workers; unfinished jobs are recorded as interrupted (a Ray
+        pool's go on, for the next front end)."""
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join()  # it may be starting a process; it ends within a second

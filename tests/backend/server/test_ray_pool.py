@@ -58,6 +58,16 @@ def ray_server(jobs_dir: Path, cluster: Cluster, **options: object):  # type: ig
     return running_server(jobs_dir, ray=cluster.address, info_fields=info, **options)
 
 
+def wait_for_steps(client: Client, jobs: list[str], step: int) -> None:
+    """Follow the events of `jobs` until each has reached `step`."""
+    waiting, deadline = set(jobs), time.monotonic() + 30
+    while waiting:
+        assert time.monotonic() < deadline, f"jobs {waiting} never reached step {step}"
+        for event in client.poll(100):
+            if isinstance(event, Progress) and event.step >= step:
+                waiting.discard(str(event.job))
+
+
 def workers_of(jobs_dir: Path, job: str) -> list[str]:
     """The workers a job was started on, in order (from its events.jsonl)."""
     lines = (jobs_dir / job / "events.jsonl").read_text().splitlines()
@@ -119,8 +129,7 @@ def test_a_front_end_restart_reattaches_running_jobs_and_keeps_the_queue(
     with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
         running = [client.submit(GenerateRequest(prompt=prompt)) for prompt in prompts]
         queued = client.submit(GenerateRequest(prompt="queued steps=10 step_ms=100"))
-        wait_for_step(client, running[0], 3)
-        wait_for_step(client, running[1], 3)
+        wait_for_steps(client, running, 3)
     time.sleep(1.0)
     with ray_server(jobs_dir, cluster) as server, Client(server.address) as client:
         assert client.status(running[0]).state == "running"
@@ -212,8 +221,7 @@ def test_a_node_killed_mid_job_retries_it_on_the_other_node(
         jobs = [
             client.submit(GenerateRequest(prompt=f"steps=20 step_ms=150 {i}")) for i in range(2)
         ]
-        for job in jobs:
-            wait_for_step(client, job, 2)
+        wait_for_steps(client, jobs, 2)
         (doomed,) = [job for job in jobs if doomed_prefix in workers_of(jobs_dir, job)[0]]
         cluster.remove_node(worker_node)
         seen: list[Event] = []
