@@ -504,10 +504,20 @@ class RayPool:
             return {info.job: name for name, info in self._actors.items() if info.job}
 
     def release_except(self, kept: Collection[str]) -> None:
-        """Tell actors to drop the jobs they hold that are not in `kept` (stored already)."""
-        for job, name in self.held_jobs().items():
-            if job not in kept:
-                self._actors[name].handle.release.remote(job)
+        """Tell actors to drop the jobs they hold that are not in `kept` (stored already), and
+        wait for them to have done so (a threaded actor may run later calls first)."""
+        import ray
+
+        calls = [
+            self._actors[name].handle.release.remote(job)
+            for job, name in self.held_jobs().items()
+            if job not in kept
+        ]
+        ray.get(calls, timeout=120)
+        with self._lock:
+            for name, info in self._actors.items():
+                if info.job is not None and info.job not in kept:
+                    self._actors[name] = replace(info, job=None)
 
     def start(
         self,
