@@ -322,6 +322,12 @@ def _parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
+def _retries(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,2}", text):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number in 0..99")
+    return int(text)
+
+
 def _parse_seed(text: str) -> int:
     """A seed, 0..max_seed; checked on the text, as a 5,000-digit number does not convert."""
     limit = Limits().max_seed
@@ -485,11 +491,13 @@ def _jobs_group(name: str | None) -> int | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """`boxdream serve`: the job server until SIGINT or SIGTERM (or workers only)."""
+    """`boxdream serve`: the job server until SIGINT or SIGTERM; its jobs run on local
+    worker processes, or with `--ray` on a Ray cluster's worker actors."""
     from backend.server.service import Server, ServerConfig
-    from backend.server.worker import Worker
 
     jobs_group = _jobs_group(args.jobs_group)
+    if args.ray is not None and args.device is not None:
+        raise UsageError("--device: not with --ray (every GPU of the pool gets a worker)")
 
     logging.basicConfig(level=logging.INFO, format="boxdream: %(message)s", stream=sys.stderr)
     runner, devices, info_fields = _server_side(args)
@@ -497,38 +505,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         options["max_steps"] = args.max_steps
     pipeline = functools.partial(runner.run_job, **options)
-    if args.connect is not None:
-        stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=Worker(
-                    address=args.connect,
-                    device=device,
-                    pipeline=pipeline,
-                    model=args.model,
-                    curve=_curve(args),
-                    name=f"{device}#{index}",
-                ).run,
-                args=(stop,),
-                daemon=True,
-            )
-            for index, device in enumerate(devices)
-        ]
-        for thread in threads:
-            thread.start()
-        print(f"boxdream: {len(threads)} workers for the broker at {args.connect}", file=sys.stderr)
-        _wait_for_signal()
-        stop.set()
-        for thread in threads:
-            thread.join(10)
-        return 0
     config = ServerConfig(
         jobs_dir=args.jobs_dir,
         bind=args.bind,
         devices=devices,
         model=args.model,
         curve_dir=args.curve,
-        worker_bind=args.worker_bind,
+        ray=args.ray,
+        retries=args.retries,
         max_queued=args.max_queued,
         worker_processes=True,
         jobs_group=jobs_group,
@@ -536,7 +520,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = Server(config, pipeline=pipeline, info_fields=info_fields)
     try:
         server.start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise CliError(f"cannot start the server: {exc}") from exc
     except zmq.ZMQError as exc:
         raise CliError(f"cannot listen on {args.bind}: {exc}") from exc
@@ -754,8 +738,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="precision of the prior for requests that ask for auto",
     )
-    serve.add_argument("--worker-bind", metavar="ADDR", help="also accept workers from other hosts")
-    serve.add_argument("--connect", metavar="ADDR", help="run only workers, for that broker")
+    serve.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run jobs on a Ray cluster: auto (the one this host joined) or the head's address "
+        "(docs/cluster.md); needs the cluster extra",
+    )
+    serve.add_argument(
+        "--retries",
+        type=_retries,
+        default=1,
+        metavar="N",
+        help="--ray: runs again of a job whose worker or host died (default 1)",
+    )
     serve.add_argument("--max-steps", type=int, help="cap every job's optimisation steps")
     serve.add_argument("--max-queued", type=int, default=100, help="queue length before refusing")
     serve.add_argument(

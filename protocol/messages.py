@@ -508,7 +508,7 @@ class ServerInfo(Message):
     device: str = wire(
         label,
         "string",
-        "the workers' devices, e.g. `cpu` or `cuda:0,cuda:1` (`remote` if only remote workers)",
+        "the workers' devices, e.g. `cpu` or `cuda:0,cuda:1`; `ray` for a Ray pool",
     )
     models: list[str] = wire(
         names(0, MAX_LISTED), "list of strings", "models a request may name (unique)"

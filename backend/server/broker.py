@@ -1,4 +1,5 @@
-"""The broker: clients on a ROUTER front end, workers on a ROUTER back end, a FIFO job queue.
+"""The broker: clients on a ROUTER front end, workers on a private ROUTER back end, a FIFO
+job queue.
 
 This is the zguide load-balancing broker: workers announce READY, the broker hands the oldest
 queued job to the longest-idle worker, and streams the worker's events back to the client
@@ -7,12 +8,17 @@ is written to the job store before it is forwarded; sends to clients never block
 vanished client loses events, never the others' time) and the result stays fetchable on disk.
 One thread runs `Broker.run` and owns both sockets and the job store.
 
-A worker that goes away in the middle of a job (its process killed, its host lost) sends no
-more events, so its job would wait forever. Every `WORKER_PROBE_INTERVAL_S` the broker sends
-each busy worker a PROBE; the back ends are mandatory-routing ROUTERs whose peers are dropped
-when their connection ends (at once for a dead process, after the ZMTP heartbeat timeout for a
-silent host), so a PROBE that cannot be routed means the worker has gone, and its job ends as
-interrupted, with an error that says so.
+A worker that goes away in the middle of a job (its process killed) sends no more events, so
+its job would wait forever. Every `WORKER_PROBE_INTERVAL_S` the broker sends each busy worker a
+PROBE; the back end is a mandatory-routing ROUTER whose peers are dropped when their connection
+ends, so a PROBE that cannot be routed means the worker has gone, and its job ends as
+interrupted, with an error that says so. (The workers of a Ray pool are relays in the server's
+process; a relay whose actor or host died says so with an interrupted error.)
+
+A job whose worker went away is retried on another worker up to `retries` times (a Ray pool;
+0 for local workers), with a warning to its client, and interrupted once they are spent. A Ray
+pool's jobs outlive the front end (`keep_jobs`): a stop leaves queued and running jobs as they
+are, and the next front end resumes the queue and re-attaches to the jobs still running.
 
 A job store that cannot be written (disk full, read-only: `StorageError`) fails the job whose
 result it cannot keep and refuses new jobs, with the cause; the lesser writes (event lines,
@@ -21,16 +27,17 @@ previews, the running state) are skipped with a warning, and the server goes on.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
-import functools
 import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import zmq
 
@@ -67,14 +74,38 @@ from protocol.messages import (
 
 log = logging.getLogger("boxdream.server.broker")
 
-WorkerKey = tuple[int, bytes]
-"""A worker: index of its back-end socket and its routing id there."""
+WorkerKey = bytes
+"""A worker: its routing id on the back end."""
 
 WORKER_EVENT_TYPES = (Progress, Preview, JobWarning, Result, Error, Cancelled)
 BATCH = 100
 """Messages read from one socket before looking at the other."""
 WORKER_PROBE_INTERVAL_S = 1.0
 """How often busy workers are probed (module docstring)."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a job asks of the worker that runs it."""
+
+    model: str
+    """The model it names, or the server's default."""
+    method: str
+    """Its score-distillation method."""
+    preset: str
+    """Its quality preset."""
+
+
+class Placement(Protocol):
+    """Which workers can run which jobs (a Ray pool's hosts, checkpoints and GPU memory)."""
+
+    def refusal(self, needs: Needs) -> ProtocolError | None:
+        """Why no worker can run a job with `needs` (naming the model or the memory), or None."""
+        ...
+
+    def fits(self, worker: str, needs: Needs) -> bool:
+        """Whether worker `worker` (its READY name) can run a job with `needs`."""
+        ...
 
 
 class Delivery(enum.Enum):
@@ -103,6 +134,10 @@ class LiveJob:
     """Step of its last progress event."""
     total: int = 0
     """Total of its last progress event."""
+    needs: Needs | None = None
+    """What it asks of its worker (for placement)."""
+    retries: int = 0
+    """Times it was started again after its worker went away."""
 
 
 @dataclass
@@ -126,16 +161,25 @@ class Broker:
         self,
         *,
         frontend: zmq.Socket,
-        backends: list[zmq.Socket],
+        backend: zmq.Socket,
         store: JobStore,
         info: ServerInfo,
         max_queued: int,
         stop: threading.Event,
+        placement: Placement | None = None,
+        retries: int = 0,
+        keep_jobs: bool = False,
+        resumed: Iterable[JobRecord] = (),
     ) -> None:
-        """`frontend` and `backends` (local and remote workers) are bound ROUTER sockets
-        handed over to the broker."""
+        """`frontend` and `backend` (the workers') are bound ROUTER sockets handed over.
+
+        `placement` says which worker may run which job (None: any); `retries`: how often a
+        job whose worker went away starts again; `keep_jobs`: a stop leaves unfinished jobs
+        to the next front end; `resumed`: jobs a previous front end left, queued ones to queue
+        again and running ones for their worker to claim (READY with "job").
+        """
         self._frontend = frontend
-        self._backends = backends
+        self._backend = backend
         self._store = store
         self._info = info
         self._limits = info.limits
@@ -145,20 +189,27 @@ class Broker:
         self._live: dict[str, LiveJob] = {}
         self._workers: dict[WorkerKey, WorkerSlot] = {}
         self._idle: deque[WorkerKey] = deque()
+        self._placement = placement
+        self._retries = retries
+        self._keep_jobs = keep_jobs
+        for record in resumed:
+            self._live[record.job] = LiveJob(record=record, client=None)
+            if record.state == JobState.QUEUED:
+                with contextlib.suppress(OSError, ProtocolError):  # `_dispatch` fails it
+                    self._live[record.job].needs = self._needs(store.load_request(record.job))
+                self._queue.append(record.job)
 
     def run(self) -> None:
         """The broker loop; on exit, unfinished jobs are marked interrupted."""
         poller = zmq.Poller()
         poller.register(self._frontend, zmq.POLLIN)
-        for backend in self._backends:
-            poller.register(backend, zmq.POLLIN)
+        poller.register(self._backend, zmq.POLLIN)
         next_probe = time.monotonic() + WORKER_PROBE_INTERVAL_S
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(100))
-                for index, backend in enumerate(self._backends):
-                    if backend in ready:
-                        self._drain(backend, functools.partial(self._on_worker, index))
+                if self._backend in ready:
+                    self._drain(self._backend, self._on_worker)
                 if self._frontend in ready:
                     self._drain(self._frontend, self._on_client)
                 self._dispatch()
@@ -220,8 +271,16 @@ class Broker:
             records = self._store.list(request.limit)
             self._send_client(identity, JobList(jobs=[record.summary() for record in records]))
 
+    def _needs(self, request: JobRequest) -> Needs:
+        model = request.model or self._info.default_model
+        return Needs(model=model, method=request.method, preset=request.preset)
+
     def _submit(self, identity: bytes, request: JobRequest) -> None:
         check_supported(request, self._info)
+        needs = self._needs(request)
+        refusal = None if self._placement is None else self._placement.refusal(needs)
+        if refusal is not None:
+            raise refusal
         job = request.job or new_job_id()
         if job in self._live:
             self._live[job].client = identity
@@ -236,7 +295,7 @@ class Broker:
                 f"the queue is full ({self._max_queued} jobs); try again later",
             )
         record = self._store.create(replace(request, job=job))
-        self._live[job] = LiveJob(record=record, client=identity)
+        self._live[job] = LiveJob(record=record, client=identity, needs=needs)
         self._queue.append(job)
         log.info("job %s (%s) queued at position %d", job, record.kind, len(self._queue) - 1)
         self._send_client(identity, Accepted(job=job, queue_position=len(self._queue) - 1))
@@ -328,8 +387,8 @@ class Broker:
 
     # --------------------------------------------------------------------------- workers
 
-    def _on_worker(self, index: int, frames: list[bytes]) -> None:
-        key, command, body = (index, frames[0]), frames[1:2], frames[2:]
+    def _on_worker(self, frames: list[bytes]) -> None:
+        key, command, body = frames[0], frames[1:2], frames[2:]
         try:
             if command == [READY]:
                 self._worker_ready(key, body)
@@ -353,6 +412,10 @@ class Broker:
         if slot is None:
             slot = self._workers[key] = WorkerSlot(device=device, name=name)
             log.info("worker %s on %s is ready", name, device)
+        running = details.get("job") if isinstance(details, dict) else None
+        if isinstance(running, str):
+            self._claim(key, slot, running)
+            return
         if taken < slot.dispatched:
             return
         if slot.job is not None:
@@ -371,6 +434,15 @@ class Broker:
             )
         if key not in self._idle:
             self._idle.append(key)
+
+    def _claim(self, key: WorkerKey, slot: WorkerSlot, job: str) -> None:
+        """A worker says it runs `job`, started for a previous front end: follow it."""
+        live = self._live.get(job)
+        if live is None or live.worker is not None or job in self._queue or slot.job is not None:
+            log.warning("worker %s claims job %s, which is not waiting for it", slot.name, job)
+            return
+        slot.job, live.worker = job, key
+        log.info("job %s re-attached on worker %s (%s)", job, slot.name, slot.device)
 
     def _worker_event(self, key: WorkerKey, body: list[bytes]) -> None:
         slot = self._workers.get(key)
@@ -393,6 +465,10 @@ class Broker:
                 self._finish(job, JobState.FAILED, Error.of(error, job, self._limits))
                 return
             self._end(job, JobState.DONE, body)
+            return
+        elif isinstance(event, Error) and event.code == ErrorCode.INTERRUPTED:
+            slot.job = None
+            self._lost(job, event.message)
             return
         elif isinstance(event, Error | Cancelled):
             slot.job = None
@@ -438,9 +514,8 @@ class Broker:
         self._live.pop(job, None)
 
     def _send_worker(self, key: WorkerKey, frames: list[bytes]) -> Delivery:
-        index, identity = key
         try:
-            self._backends[index].send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+            self._backend.send_multipart([key, *frames], flags=zmq.NOBLOCK)
         except zmq.Again:
             return Delivery.FULL
         except zmq.ZMQError as exc:
@@ -457,28 +532,57 @@ class Broker:
             job = slot.job
             del self._workers[key]
             log.error("worker %s (%s) went away while running job %s", slot.name, slot.device, job)
-            self._finish(
+            self._lost(
                 job,
-                JobState.INTERRUPTED,
-                Error(
-                    code=ErrorCode.INTERRUPTED,
-                    field="job",
-                    message=f"job {job} was interrupted: worker {slot.name} ({slot.device}) "
-                    "went away while running it (its process ended or its host was lost); "
-                    "submit it again",
-                    job=job,
-                ),
+                f"job {job} was interrupted: worker {slot.name} ({slot.device}) went away while "
+                "running it (its process ended)",
             )
 
+    def _lost(self, job: str, why: str) -> None:
+        """A job whose worker went away (`why`): queued again at the front while retries are
+        left, with a warning to its client; else interrupted."""
+        live = self._live.get(job)
+        if live is None:
+            return
+        if live.retries >= self._retries:
+            plural = "y" if live.retries == 1 else "ies"
+            retried = f" after {live.retries} retr{plural}" if live.retries else ""
+            message = f"{why}{retried}; submit it again"[: self._limits.max_text_chars]
+            error = Error(code=ErrorCode.INTERRUPTED, field="job", message=message, job=job)
+            self._finish(job, JobState.INTERRUPTED, error)
+            return
+        live.retries += 1
+        live.worker, live.stage, live.step, live.total = None, None, 0, 0
+        self._queue.appendleft(job)
+        note = f"{why}; running it again (retry {live.retries} of {self._retries})"
+        log.warning("job %s: %s", job, note)
+        warning = JobWarning(message=note[: self._limits.max_text_chars], job=job)
+        self._best_effort(job, self._store.set_state, job, JobState.QUEUED)
+        self._best_effort(job, self._store.append_event, job, warning.to_wire())
+        self._forward_event(job, warning.to_wire())
+
+    def _next_job(self, slot: WorkerSlot) -> str | None:
+        """The oldest queued job worker `slot` can run."""
+        for job in self._queue:
+            needs = self._live[job].needs
+            if self._placement is None or needs is None or self._placement.fits(slot.name, needs):
+                return job
+        return None
+
     def _dispatch(self) -> None:
+        skipped: list[WorkerKey] = []
         while self._queue and self._idle:
             key = self._idle.popleft()
             slot = self._workers[key]
-            job = self._queue[0]
+            found = self._next_job(slot)
+            if found is None:
+                skipped.append(key)
+                continue
+            job = found
             try:
                 request = self._store.load_request(job)
             except (OSError, ProtocolError) as exc:
-                self._queue.popleft()
+                self._queue.remove(job)
                 log.exception("could not load job %s", job)
                 message = f"internal error: could not load the stored request: {exc}"
                 self._finish(job, JobState.FAILED, Error(ErrorCode.INTERNAL, "", message, job))
@@ -488,7 +592,7 @@ class Broker:
                 log.warning("worker %s is unreachable; forgetting it", slot.name)
                 del self._workers[key]
                 continue
-            self._queue.popleft()
+            self._queue.remove(job)
             slot.job = job
             slot.dispatched += 1
             self._live[job].worker = key
@@ -497,9 +601,18 @@ class Broker:
             except StorageError as error:
                 log.warning("job %s: %s", job, error.message)
             log.info("job %s started on worker %s (%s)", job, slot.name, slot.device)
+            self._best_effort(job, self._store.log, job, f"on worker {slot.name} ({slot.device})")
+        self._idle.extendleft(reversed(skipped))
 
     def _interrupt_all(self) -> None:
-        """On shutdown: every queued or running job is interrupted; tell their clients."""
+        """On shutdown: every queued or running job is interrupted, and their clients told;
+        with `keep_jobs` they are left to the next front end."""
+        if self._keep_jobs:
+            if self._live:
+                log.info("%d unfinished jobs left for the next front end", len(self._live))
+            self._live.clear()
+            self._queue.clear()
+            return
         for job in list(self._live):
             error = Error(
                 code=ErrorCode.INTERRUPTED,

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -190,9 +190,10 @@ class JobStore:
         """Whether the job was created (its status.json exists)."""
         return job in self._unwritten or (self._dir(job) / STATUS_FILE).is_file()
 
-    def recover(self) -> list[str]:
+    def recover(self, *, keep_queued: bool = False, running: Collection[str] = ()) -> list[str]:
         """Finish what a previous server left: a job whose result was committed is done;
-        other queued or running jobs are interrupted and their partial files removed.
+        other queued or running jobs are interrupted and their partial files removed, except
+        queued ones with `keep_queued` and the `running` jobs still running (a Ray pool's).
         Returns the interrupted jobs."""
         interrupted = []
         for status_file in sorted(self._root.glob(f"*/{STATUS_FILE}")):
@@ -205,6 +206,9 @@ class JobStore:
             if record.state not in UNFINISHED_STATES:
                 continue
             done = self._has_result(record.job)
+            kept = record.job in running or (keep_queued and record.state == JobState.QUEUED)
+            if kept and not done:
+                continue
             try:
                 with self._writing("removing partial files"):
                     for leftover in folder.glob(".*.tmp"):
@@ -350,8 +354,13 @@ class JobStore:
         assert isinstance(message, JobRequest)
         return message
 
-    def list(self, limit: int) -> list[JobRecord]:
-        """The newest `limit` jobs, newest first."""
+    def unfinished(self) -> list[JobRecord]:
+        """The queued and running jobs, oldest first."""
+        records = [record for record in self.list(None) if record.state in UNFINISHED_STATES]
+        return sorted(records, key=lambda record: record.created_at)
+
+    def list(self, limit: int | None) -> list[JobRecord]:
+        """The newest `limit` jobs (None: all), newest first."""
         records = []
         for status_file in self._root.glob(f"*/{STATUS_FILE}"):
             try:

@@ -1,4 +1,5 @@
-"""The job server: broker thread, local worker threads, job store and security, together."""
+"""The job server: broker thread, workers (local threads or processes, or a Ray pool's
+relays), job store and security, together."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -18,21 +19,23 @@ from zmq.auth.thread import ThreadAuthenticator
 from backend import __version__
 from backend.server.access import Access
 from backend.server.broker import Broker
-from backend.server.jobstore import JobStore
+from backend.server.jobstore import JobRecord, JobStore
 from backend.server.lifeline import ENDPOINT_SOCKET, make_endpoint_folder, reap_endpoint_folders
 from backend.server.security import ServerCurve, exposure_warning
 from backend.server.worker import Pipeline, Worker, run_worker_process
 from protocol.limits import Limits
-from protocol.messages import ServerInfo, validate
+from protocol.messages import JobState, ServerInfo, validate
 from protocol.version import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from backend.server.raypool import RayPool
 
 log = logging.getLogger("boxdream.server")
 
 SHUTDOWN_LINGER_MS = 1000
 """How long the last events (jobs interrupted by the shutdown) may take to reach clients."""
 WORKER_HEARTBEAT_MS = (2000, 10_000)
-"""ZMTP heartbeat interval and timeout on the worker back ends: a worker host that falls
-silent (power, network) loses its connection, so the broker sees it gone (broker docstring)."""
+"""ZMTP heartbeat interval and timeout on the workers' back end."""
 SUPERVISE_INTERVAL_S = 1.0
 """How often local worker processes are checked; one that has ended is started again."""
 
@@ -67,7 +70,7 @@ def build_server_info(
     info = ServerInfo(
         server_version=server_version(),
         protocol_version=PROTOCOL_VERSION,
-        device=",".join(devices) or "remote",
+        device=",".join(devices) or "none",
         models=models,
         default_model=default_model,
         methods=list(info_fields["methods"]),
@@ -89,13 +92,16 @@ class ServerConfig:
     bind: str = "tcp://127.0.0.1:5555"
     """Client front end address; a tcp port of * picks a free port (see `Server.address`)."""
     devices: tuple[str, ...] = ("cpu",)
-    """One local worker per entry, e.g. ("cuda:0", "cuda:1"); () for remote workers only."""
+    """One local worker per entry, e.g. ("cuda:0", "cuda:1"); ignored with `ray`."""
     model: str | None = None
     """Default model (name or path) for requests that name none; None: the pipelines' own."""
     curve_dir: Path | None = None
     """Keys folder (`boxdream keys`): enables CURVE and admits only its listed clients."""
-    worker_bind: str | None = None
-    """Extra tcp address where worker processes on other hosts connect, or None."""
+    ray: str | None = None
+    """Run jobs on this Ray cluster ("auto": the one this host joined, or the head's
+    address) instead of local workers (`backend.server.raypool`)."""
+    retries: int = 1
+    """Ray pool: times a job whose worker or host died runs again before it is interrupted."""
     limits: Limits = field(default_factory=Limits)
     """Limits enforced and advertised."""
     max_queued: int = 100
@@ -123,7 +129,8 @@ class Server:
         presets and vocabulary the server advertises (`server_info_fields(device)`)."""
         self._config = config
         self._pipeline = pipeline
-        self._info = build_server_info(info_fields, config.devices, config.model, config.limits)
+        devices = ("ray",) if config.ray is not None else config.devices
+        self._info = build_server_info(info_fields, devices, config.model, config.limits)
         self._context: zmq.Context | None = None
         self._threads: list[threading.Thread] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
@@ -132,7 +139,7 @@ class Server:
         self._stop = threading.Event()
         self._authenticator: ThreadAuthenticator | None = None
         self._address = ""
-        self._worker_address: str | None = None
+        self._pool: RayPool | None = None
 
     @property
     def info(self) -> ServerInfo:
@@ -145,9 +152,9 @@ class Server:
         return self._address
 
     @property
-    def worker_address(self) -> str | None:
-        """The bound address for remote workers, after `start`, if configured."""
-        return self._worker_address
+    def pool(self) -> RayPool | None:
+        """The Ray pool, after `start` with `ray`."""
+        return self._pool
 
     @property
     def worker_pids(self) -> list[int]:
@@ -163,9 +170,7 @@ class Server:
         for folder in reap_endpoint_folders():
             log.warning("removed %s, left by a server that ended without stopping", folder)
         store = JobStore(config.jobs_dir, config.limits, Access(group=config.jobs_group))
-        interrupted = store.recover()
-        if interrupted:
-            log.warning("marked %d unfinished jobs as interrupted", len(interrupted))
+        resumed = self._recover(store)
         context = zmq.Context()
         self._context = context
         curve = ServerCurve.from_dir(config.curve_dir) if config.curve_dir else None
@@ -182,24 +187,24 @@ class Server:
             frontend.bind(config.bind)
             self._address = frontend.last_endpoint.decode()
             local_address = self._bind_local(local)
-            if config.worker_bind is not None:
-                remote = self._router(context, curve)
-                remote.heartbeat_ivl, remote.heartbeat_timeout = WORKER_HEARTBEAT_MS
-                sockets.append(remote)
-                remote.bind(config.worker_bind)
-                self._worker_address = remote.last_endpoint.decode()
         except zmq.ZMQError:
             for socket in sockets:
                 socket.close(linger=0)
             self._close_context()
+            if self._pool is not None:
+                self._pool.stop(0)
             raise
         broker = Broker(
             frontend=frontend,
-            backends=sockets[1:],
+            backend=local,
             store=store,
             info=self._info,
             max_queued=config.max_queued,
             stop=self._stop,
+            placement=self._pool,
+            retries=config.retries if self._pool is not None else 0,
+            keep_jobs=self._pool is not None,
+            resumed=resumed,
         )
         self._threads = [
             threading.Thread(
@@ -209,7 +214,10 @@ class Server:
                 daemon=True,
             )
         ]
-        for index, device in enumerate(config.devices):
+        if self._pool is not None:
+            running = [record.job for record in resumed if record.state == JobState.RUNNING]
+            self._pool.start(local_address, context, self._stop, running)
+        for index, device in enumerate(() if self._pool is not None else config.devices):
             self._start_worker(index, device, local_address, context)
         if self._processes:
             self._supervisor = threading.Thread(
@@ -225,13 +233,41 @@ class Server:
             "serving on %s, jobs in %s, workers: %s",
             self._address,
             config.jobs_dir,
-            ", ".join(config.devices) or "remote only",
+            f"Ray pool of {len(self._pool.actors())}" if self._pool else ", ".join(config.devices),
         )
+
+    def _recover(self, store: JobStore) -> list[JobRecord]:
+        """Settle what a previous server left; returns the jobs to resume (a Ray pool's:
+        queued ones, and running ones an actor still holds)."""
+        config = self._config
+        if config.ray is None:
+            interrupted = store.recover()
+        else:
+            from backend.server.raypool import RayPool
+
+            self._pool = RayPool(
+                address=config.ray,
+                pipeline=self._pipeline,
+                model=config.model,
+                models=list(self._info.models),
+                limits=config.limits,
+            )
+            self._pool.connect()
+            self._pool.refresh()
+            interrupted = store.recover(keep_queued=True, running=self._pool.held_jobs())
+        if interrupted:
+            log.warning("marked %d unfinished jobs as interrupted", len(interrupted))
+        resumed = store.unfinished() if self._pool is not None else []
+        if self._pool is not None:
+            self._pool.release_except({record.job for record in resumed})
+            self._pool.renew()
+            log.info("resuming %d unfinished jobs on the Ray pool", len(resumed))
+        return resumed
 
     def _bind_local(self, socket: zmq.Socket) -> str:
         """Bind the local workers' socket: inproc for threads, a private ipc path (or
         loopback tcp where ipc is missing) for processes. Returns the address to connect."""
-        if not self._config.worker_processes:
+        if not self._config.worker_processes or self._config.ray is not None:
             socket.bind(f"inproc://boxdream-workers-{id(self)}")
         elif zmq.has("ipc"):
             self._ipc_dir = make_endpoint_folder()
@@ -308,13 +344,13 @@ class Server:
         try:
             broker.run()
         finally:
-            frontend, *backends = sockets
+            frontend, backend = sockets
             frontend.close(linger=SHUTDOWN_LINGER_MS)
-            for backend in backends:
-                backend.close(linger=0)
+            backend.close(linger=0)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker and the workers; unfinished jobs are recorded as interrupted."""
+        """Stop the broker and the workers; unfinished jobs are recorded as interrupted (a Ray
+        pool's go on, for the next front end)."""
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join()  # it may be starting a process; it ends within a second
@@ -331,7 +367,7 @@ class Server:
         if self._ipc_dir is not None:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             self._ipc_dir = None
-        stuck = []
+        stuck = [] if self._pool is None else self._pool.stop(timeout_s)
         for thread in self._threads:
             thread.join(timeout_s)
             if thread.is_alive():

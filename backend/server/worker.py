@@ -1,11 +1,13 @@
 """A worker: runs jobs through a pipeline on one device and streams their events back.
 
-Workers speak to the broker's back end (a ROUTER) through a DEALER socket, in the zguide
-load-balancing pattern; the same class serves as a thread next to the broker (inproc) or in
-a process on another host (tcp). Frames between broker and worker:
+Workers speak to the broker's private back end (a ROUTER) through a DEALER socket, in the
+zguide load-balancing pattern, as threads next to the broker (inproc) or as local processes
+(ipc in a 0700 folder); a Ray pool's relays (`backend.server.raypool`) are workers too.
+Frames between broker and worker:
 
     worker → broker   READY, {"device", "name", "jobs"}      ready for a job (repeated while idle;
-                                                             "jobs" counts the JOBs received)
+                                                             "jobs" counts the JOBs received; a
+                                                             relay adds "job" to re-attach)
                       EVENT, <event message frames>          one event of the current job
     broker → worker   JOB, <request message frames>          run this job
                       CANCEL, <job id>                       stop this job at the next step
@@ -28,7 +30,6 @@ from typing import Protocol
 import zmq
 
 from backend.server.lifeline import watch_parent
-from protocol.curve import CurveKeys
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import Limits
 from protocol.messages import (
@@ -77,7 +78,7 @@ class Pipeline(Protocol):
         ...
 
 
-def _send(socket: zmq.Socket, frames: list[bytes], stop: threading.Event) -> None:
+def send_frames(socket: zmq.Socket, frames: list[bytes], stop: threading.Event) -> None:
     """Send to the broker, waiting while it is busy or away, until `stop` is set."""
     while not stop.is_set():
         try:
@@ -100,7 +101,6 @@ class Worker:
         model: str | None = None,
         limits: Limits | None = None,
         context: zmq.Context | None = None,
-        curve: CurveKeys | None = None,
         name: str = "",
     ) -> None:
         """`model` is used for requests that name none (None: the pipeline's default)."""
@@ -110,7 +110,6 @@ class Worker:
         self._model = model
         self._limits = limits or Limits()
         self._context = context or zmq.Context.instance()
-        self._curve = curve
         self._name = name or f"{device}-worker"
 
     @property
@@ -118,25 +117,38 @@ class Worker:
         """The device this worker runs jobs on."""
         return self._device
 
+    def _ready(self, jobs_taken: int, job: str | None = None) -> list[bytes]:
+        """A READY message; `job`: the job this worker already runs (a re-attach)."""
+        details: dict[str, object] = {"device": self._device, "name": self._name}
+        details.update(jobs=jobs_taken, **({} if job is None else {"job": job}))
+        return [READY, json.dumps(details).encode()]
+
+    @property
+    def serving(self) -> bool:
+        """Whether this worker can still run jobs (a Ray worker whose actor died cannot)."""
+        return True
+
+    def _resume(self, socket: zmq.Socket, stop: threading.Event) -> None:
+        """Before the first READY: relay a job already running (a Ray worker's, after a
+        front-end restart). A local worker has none."""
+
     def run(self, stop: threading.Event) -> None:
         """Serve jobs until `stop` is set. Creates and closes its own socket (own thread)."""
         socket = self._context.socket(zmq.DEALER)
         socket.linger = 0
-        if self._curve is not None:
-            self._curve.apply(socket)
         socket.connect(self._address)
         jobs_taken = 0
 
         def ready() -> list[bytes]:
-            details = {"device": self._device, "name": self._name, "jobs": jobs_taken}
-            return [READY, json.dumps(details).encode()]
+            return self._ready(jobs_taken)
 
         try:
-            _send(socket, ready(), stop)
+            self._resume(socket, stop)
+            send_frames(socket, ready(), stop)
             last_ready = time.monotonic()
-            while not stop.is_set():
+            while not stop.is_set() and self.serving:
                 if time.monotonic() - last_ready >= READY_INTERVAL_S:
-                    _send(socket, ready(), stop)
+                    send_frames(socket, ready(), stop)
                     last_ready = time.monotonic()
                 if not socket.poll(100, zmq.POLLIN):
                     continue
@@ -145,7 +157,7 @@ class Worker:
                     jobs_taken += 1
                     self._run_job(socket, frames[1:], stop)
                     if not stop.is_set():
-                        _send(socket, ready(), stop)
+                        send_frames(socket, ready(), stop)
                         last_ready = time.monotonic()
                 elif frames[0] not in (CANCEL, PROBE):
                     log.warning("%s: ignoring an unknown command from the broker", self._name)
@@ -161,92 +173,135 @@ class Worker:
             log.error("%s: the broker sent a bad job: %s", self._name, error.message)
             return
         assert isinstance(request, JobRequest) and request.job is not None
-        job = request.job
+        log.info("%s: job %s (%s) started", self._name, request.job, request.TYPE)
+        self._send_events(
+            socket,
+            request.job,
+            lambda cancelled: self._events(request, cancelled, stop.is_set),
+            stop,
+        )
+
+    def _send_events(
+        self,
+        socket: zmq.Socket,
+        job: str,
+        events: Callable[[Callable[[], bool]], Iterator[Message]],
+        stop: threading.Event,
+    ) -> None:
+        """Send the events of `job` to the broker; `events(cancelled)` makes them, where
+        `cancelled()` says whether the broker has asked to cancel the job."""
         cancel_requested = False
 
-        def should_cancel() -> bool:
+        def cancelled() -> bool:
             nonlocal cancel_requested
             while socket.poll(0, zmq.POLLIN):
                 command = socket.recv_multipart()
                 if command[0] == CANCEL and command[1:] == [job.encode()]:
                     cancel_requested = True
-            return cancel_requested or stop.is_set()
+            return cancel_requested
 
-        def send(event: Message) -> None:
-            _send(socket, [EVENT, *event.to_wire()], stop)
+        for event in events(cancelled):
+            send_frames(socket, [EVENT, *event.to_wire()], stop)
 
-        log.info("%s: job %s (%s) started", self._name, job, request.TYPE)
-        events = self._pipeline(
+    def _events(
+        self,
+        request: JobRequest,
+        cancelled: Callable[[], bool],
+        stopping: Callable[[], bool],
+    ) -> Iterator[Message]:
+        """The events of one job, to send to the broker as they come."""
+        return pipeline_events(
+            self._pipeline,
             request,
             device=self._device,
             model=request.model or self._model,
-            should_cancel=should_cancel,
+            cancelled=cancelled,
+            stopping=stopping,
+            limits=self._limits,
+            name=self._name,
         )
-        try:
-            for event in events:
-                send(self._checked(event, job))
-                if isinstance(event, Result):
-                    log.info("%s: job %s done", self._name, job)
-                    return
-                if should_cancel():
-                    break
-        except ProtocolError as error:
-            if not should_cancel():
-                send(Error.of(error, job, self._limits))
-                return
-        except Exception as exc:
-            if not should_cancel():
-                log.exception("%s: job %s failed", self._name, job)
-                send(
-                    Error(
-                        code=ErrorCode.INTERNAL,
-                        field="",
-                        message=f"internal error in the pipeline: {type(exc).__name__}: {exc}"[
-                            : self._limits.max_text_chars
-                        ],
-                        job=job,
-                    )
-                )
-                return
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-        if stop.is_set():
-            log.info("%s: job %s interrupted by shutdown", self._name, job)
-        elif cancel_requested:
-            log.info("%s: job %s cancelled", self._name, job)
-            send(Cancelled(job=job))
-        else:
-            send(
-                Error(
-                    code=ErrorCode.INTERNAL,
-                    field="",
-                    message="internal error: the pipeline ended without a result",
-                    job=job,
-                )
-            )
 
-    def _checked(self, event: object, job: str) -> Message:
-        """The event with its job id set, validated as a receiver would; else an `Error`."""
-        if not isinstance(event, PIPELINE_EVENT_TYPES):
-            raise ProtocolError(
-                ErrorCode.INTERNAL,
-                "",
-                f"internal error: the pipeline yielded a {type(event).__name__}, "
-                "not a Progress, Preview, JobWarning or Result",
+
+def pipeline_events(
+    pipeline: Pipeline,
+    request: JobRequest,
+    *,
+    device: str,
+    model: str | None,
+    cancelled: Callable[[], bool],
+    stopping: Callable[[], bool],
+    limits: Limits,
+    name: str,
+) -> Iterator[Message]:
+    """Run one job through `pipeline`: its checked events, then its `Result`, or one `Error`
+    or `Cancelled` to end it; nothing more once `stopping()` (a shutdown: no one to tell)."""
+    assert request.job is not None
+    job = request.job
+
+    def should_cancel() -> bool:
+        return cancelled() or stopping()
+
+    events = pipeline(request, device=device, model=model, should_cancel=should_cancel)
+    try:
+        for event in events:
+            yield checked_event(event, job, limits)
+            if isinstance(event, Result):
+                log.info("%s: job %s done", name, job)
+                return
+            if should_cancel():
+                break
+    except ProtocolError as error:
+        if not should_cancel():
+            yield Error.of(error, job, limits)
+            return
+    except Exception as exc:
+        if not should_cancel():
+            log.exception("%s: job %s failed", name, job)
+            message = f"internal error in the pipeline: {type(exc).__name__}: {exc}"
+            yield Error(
+                code=ErrorCode.INTERNAL,
+                field="",
+                message=message[: limits.max_text_chars],
+                job=job,
             )
-        event = replace(event, job=job)
-        try:
-            decode_message(event.to_wire(), self._limits, (type(event),))
-        except ProtocolError as error:
-            raise ProtocolError(
-                ErrorCode.INTERNAL,
-                error.field,
-                f"internal error: the pipeline produced an invalid {event.TYPE} event: "
-                f"{error.message}",
-            ) from error
-        return event
+            return
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    if stopping():
+        log.info("%s: job %s interrupted by shutdown", name, job)
+    elif cancelled():
+        log.info("%s: job %s cancelled", name, job)
+        yield Cancelled(job=job)
+    else:
+        yield Error(
+            code=ErrorCode.INTERNAL,
+            field="",
+            message="internal error: the pipeline ended without a result",
+            job=job,
+        )
+
+
+def checked_event(event: object, job: str, limits: Limits) -> Message:
+    """The event with its job id set, validated as a receiver would; else a `ProtocolError`."""
+    if not isinstance(event, PIPELINE_EVENT_TYPES):
+        raise ProtocolError(
+            ErrorCode.INTERNAL,
+            "",
+            f"internal error: the pipeline yielded a {type(event).__name__}, "
+            "not a Progress, Preview, JobWarning or Result",
+        )
+    event = replace(event, job=job)
+    try:
+        decode_message(event.to_wire(), limits, (type(event),))
+    except ProtocolError as error:
+        raise ProtocolError(
+            ErrorCode.INTERNAL,
+            error.field,
+            f"internal error: the pipeline produced an invalid {event.TYPE} event: {error.message}",
+        ) from error
+    return event
 
 
 def run_worker_process(

@@ -84,6 +84,10 @@ def stub_runner(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
             "--device: applies to in-process runs",
         ),
         (("frobnicate",), "invalid choice"),
+        (("serve", "--connect", "tcp://broker:5556"), "unrecognized arguments: --connect"),
+        (("serve", "--worker-bind", "tcp://0.0.0.0:5556"), "unrecognized arguments"),
+        (("serve", "--ray", "auto", "--device", "cpu"), "--device: not with --ray"),
+        (("serve", "--ray", "auto", "--retries", "-1"), "'-1' is not a whole number in 0..99"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from tests.backend.server.doubles import running_server
 from tests.backend.server.faults import Disk
 
 pytestmark = pytest.mark.timeout(60)
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+"""Ray reads this when first imported (test_ray_pool.py imports it after this file): a local
+cluster then puts its nodes on 127.0.0.1, not on the machine's network address."""
 
 
 @pytest.fixture

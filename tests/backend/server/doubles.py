@@ -6,7 +6,8 @@ The pipeline reads its behaviour from words in the prompt:
     fail         raises ProtocolError bad_mesh      crash       raises RuntimeError
     nan          yields a NaN loss                  nores       ends without a result
 Run as a script it serves on 127.0.0.1 (for kill-and-restart tests) and prints its address
-and the process ids of its workers (`--processes N`).
+and the process ids of its workers (`--processes N`), or runs its jobs on a Ray cluster
+(`--ray ADDRESS`).
 """
 
 from __future__ import annotations
@@ -103,9 +104,11 @@ def scripted_pipeline(
 
 
 def make_server(jobs_dir: Path, **options: object) -> Server:
-    """A server with the scripted pipeline on a free loopback port."""
+    """A server with the scripted pipeline on a free loopback port (`info_fields` option:
+    what it advertises, default `INFO_FIELDS`)."""
+    info_fields = options.pop("info_fields", INFO_FIELDS)
     config = ServerConfig(jobs_dir=jobs_dir, bind="tcp://127.0.0.1:*", **options)  # type: ignore[arg-type]
-    return Server(config, pipeline=scripted_pipeline, info_fields=INFO_FIELDS)
+    return Server(config, pipeline=scripted_pipeline, info_fields=info_fields)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--jobs-dir", type=Path, required=True)
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
     parser.add_argument("--processes", type=int, default=0, help="worker processes, not a thread")
+    parser.add_argument("--ray", help="run the jobs on this Ray cluster")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     config = ServerConfig(
@@ -132,6 +136,7 @@ def main() -> None:
         bind=args.bind,
         devices=("cpu",) * max(args.processes, 1),
         worker_processes=args.processes > 0,
+        ray=args.ray,
     )
     server = Server(config, pipeline=scripted_pipeline, info_fields=INFO_FIELDS)
     server.start()

@@ -319,7 +319,7 @@ def test_queue_full(jobs_dir: Path) -> None:
         with pytest.raises(ProtocolError) as caught:
             client.submit(GenerateRequest(prompt="one too many"))
         assert caught.value.code == "queue_full"
-        assert client.hello().device == "remote"
+        assert client.hello().device == "none"
 
 
 def test_slow_client_never_blocks_the_others(jobs_dir: Path) -> None:

@@ -25,17 +25,17 @@ REPO = Path(__file__).resolve().parents[3]
 
 @contextmanager
 def server_process(
-    jobs_dir: Path, processes: int = 0, temp: Path | None = None
+    jobs_dir: Path, processes: int = 0, temp: Path | None = None, ray: str | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str, list[int]]]:
     """`doubles.py` serving in a child process, with `processes` worker processes (else a
-    worker thread) and `temp` as its temporary folder; yields it, its address and the
-    worker process ids."""
+    worker thread, or the `ray` cluster's actors) and `temp` as its temporary folder; yields
+    it, its address and the worker process ids."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if temp is not None:
         env["TMPDIR"] = str(temp)
     command = [sys.executable, "-m", "tests.backend.server.doubles", "--jobs-dir", str(jobs_dir)]
     process = subprocess.Popen(
-        [*command, "--processes", str(processes)],
+        [*command, "--processes", str(processes), *(["--ray", ray] if ray else [])],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
