@@ -42,10 +42,10 @@ from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
 from backend.guidance.guidance_interval import GuidanceInterval, interval_at
 from backend.guidance.local_conditioning import local_conditioning
-from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, distill, run_progress
 from backend.pipelines.generate import EXPORT_ETA_S
+from backend.pipelines.methods import distillation_method
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.presets import DistillConfig
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler

@@ -118,7 +118,7 @@ class DistillRun:
     prior: DiffusionPrior
     """The frozen 2D prior."""
     method: DistillationMethod
-    """SDS, VSD or SJC (`backend.guidance.methods`)."""
+    """SDS, VSD or SJC (`backend.pipelines.methods`)."""
     config: DistillConfig
     """Steps, views, resolution, learning rate and regularisers."""
     sample_views: ViewSampler

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 import torch
 
 from backend.export.errors import MeshError
-from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.edit_region import RegionBox
 from backend.pipelines.edit_source import bad_mesh, read_sources
 from backend.pipelines.mesh_edit import MeshEdit
+from backend.pipelines.methods import distillation_method
 from backend.pipelines.presets import DistillConfig, edit_config
 from backend.pipelines.prompt_guidance import PromptEmbeddings
 from backend.pipelines.shape_edit import edit_shape

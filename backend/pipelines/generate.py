@@ -10,9 +10,9 @@ import torch
 
 from backend.export.export_field import export_field, to_glb
 from backend.field.grid_field import DenseGridField
-from backend.guidance.methods import distillation_method
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, LoopState, distill
+from backend.pipelines.methods import distillation_method
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.particles import interleave, particle_name
 from backend.pipelines.presets import DistillConfig

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from backend.export.glb import read_glb
-from backend.guidance import methods as methods_module
 from backend.guidance.distillation import TimestepSchedule
 from backend.guidance.vsd import VSD, lora_loss
+from backend.pipelines import methods as methods_module
 from backend.pipelines import presets, runner
 from protocol.messages import GenerateRequest
 from tests.judging import nearest_colour, nearest_shape, surface_colour

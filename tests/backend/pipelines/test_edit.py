@@ -21,9 +21,9 @@ from backend.export.texture_bake import texel_samples
 from backend.export.textured_mesh import TexturedMesh
 from backend.field.grid_field import GridFieldConfig
 from backend.field.mesh_to_field import sample_surface
-from backend.guidance import methods as methods_module
 from backend.guidance.distillation import DistillationStep
 from backend.guidance.prior import DiffusionPrior, ModelFamily
+from backend.pipelines import methods as methods_module
 from backend.pipelines.edit import edit
 from backend.pipelines.edit_source import read_sources, surface_colour, transform_points
 from backend.pipelines.presets import DistillConfig, preset_config

@@ -13,8 +13,8 @@ from backend.export.export_field import ExportConfig
 from backend.export.glb import read_glb
 from backend.export.marching import MarchingConfig
 from backend.field.grid_field import DenseGridField, GridFieldConfig
-from backend.guidance import methods as methods_module
 from backend.pipelines import generate as generate_module
+from backend.pipelines import methods as methods_module
 from backend.pipelines import runner
 from backend.render.renderer import RenderConfig
 from protocol.errors import ProtocolError

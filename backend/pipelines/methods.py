@@ -11,6 +11,7 @@ from backend.guidance.sds import SDS, SDSConfig
 from backend.guidance.sjc import SJC, SJCConfig
 from backend.guidance.vsd import VSD, VSDConfig
 from backend.pipelines.presets import DistillConfig
+from protocol.errors import FieldError
 
 
 def make_method(
@@ -32,7 +33,7 @@ def make_method(
         return VSD(prior, vsd, prompt)
     if name == "sjc":
         return SJC(prior, SJCConfig(guidance_scale=config.guidance_scale))
-    raise ValueError(f"method: {name!r} is not available (methods: sds, vsd, sjc)")
+    raise FieldError("method", f"method: {name!r} is not available (methods: sds, vsd, sjc)")
 
 
 @contextmanager
