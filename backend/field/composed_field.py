@@ -74,11 +74,8 @@ class SceneFrame:
 def object_grid(generated: GridFieldConfig) -> GridFieldConfig:
     """The grid of a box's object for the `generated` grid of a single-object run: the same
     voxel size in object units (module docstring), so the same number of voxels across the
-    object. Measured on the compose test's box "a red cube" alone (seed 0, object steps only):
-    on the generated grid's 64 voxels a side (smoothing unweighted) it grew to the box's walls
-    guided at every t (fill 0.79, judged a cylinder) and turned white with the guidance
-    interval; on 32, with the smoothing weighted by the voxel share and the interval, it is a
-    red cube, fill 0.88, half-edge 0.4 of the box's 0.5, as generate's cube."""
+    object (with the box's own 64 a side a cube grew to the box's walls;
+    docs/research/composed-scene-voxel-size.md)."""
     resolution = round(generated.resolution * VIEW_HALF_EXTENT / generated.bound)
     return replace(generated, resolution=max(2, resolution))
 

@@ -15,7 +15,7 @@ outline at t >= 0.65. So:
 with w(t) the method's weighting (DreamFusion's sigma_t^2 for SDS), from `start_progress` of the
 run on (before it, s_high at every t). Without the extra weight the mildly guided band is too
 weak to move the field; without the interval the weight turns the strong guidance's erosion up
-(measurements in `backend.pipelines.presets.CPU_GUIDANCE_INTERVAL`).
+(measurements in docs/research/guidance-interval.md).
 """
 
 from __future__ import annotations

@@ -74,12 +74,9 @@ class ComposeConfig:
     """Scene steps (all boxes, locally conditioned), as a fraction of the preset's steps."""
     scene_until: float = 0.5
     """Fraction of the run (in rounds of object steps) over which the scene steps are spread;
-    the rest refines each object alone. A scene view shows each object at about half the size
-    and off the centre of the views `tiny-shapes` was trained on, so its guidance is weaker;
-    it stretched a cube toward its box's floor. Measured on the compose test's scene (seed 0,
-    8 views; cube fill, judged a cube from ~0.86): no scene steps 0.861; 0.5 spread over the
-    whole run 0.774, 0.25 0.858 (a cylinder: taller than wide); 0.25 in the first half 0.867
-    (seeds 1 and 2: 0.868, 0.863); 0.5 in the first half a white sphere."""
+    the rest refines each object alone: a scene view shows each object at about half the
+    framing tiny-shapes knows, and late scene steps stretched a cube toward its box's floor
+    (docs/research/composed-scene-voxel-size.md)."""
     blob_fraction: float = 0.7
     """Start blob radius of each object, as a fraction of its grid's bound (the box's half
     edges): smaller than the box, so the prompt's shape has room to grow (a start sphere that

@@ -119,68 +119,41 @@ class DistillConfig:
 
 
 CPU_LR = 0.5
-"""Adam learning rate of the grid on CPU at the first step. With the camera-conditioned
-tiny-shapes, measured on "a green torus" (seed 0, 300 steps): lr 0.1 leaves a solid disc (the
-centre keeps the start blob's density, ~10: interior voxels only get gradient once the layers
-above them are gone), 0.3 carves the ring but leaves a pillar in the hole, 0.5 opens the hole."""
+"""Adam learning rate of the grid at the first step with tiny-shapes: high enough to carve a
+torus's hole out of the start blob (0.1 leaves a disc; docs/research/
+cpu-learning-rate-and-start-blob.md)."""
 CPU_LR_END = 0.1
 """Learning rate on CPU at the last step (exponential decay from `CPU_LR`)."""
 CPU_START = GridFieldConfig(blob_density=3.5, blob_radius=0.6, density_scale=2.0)
-"""Start blob on CPU: a lower, wider bias than threestudio's 10 / 0.5, so a hole or a corner
-is a few steps of carving away rather than a hundred (with 5 / 0.5 the torus hole opened for
-seed 0 and 2, not seed 1; with 3.5 / 0.6 for seeds 0 and 1). Density scale 2: with the edge-
-preserving smoothing of CPU SDS (`CPU_INTERVAL_REGULARISERS`) "a red cube" fills 0.869 / 0.862
-/ 0.852 of its box (seeds 0-2) instead of 0.841 / 0.839 / 0.830 (3: 0.856 for seed 2); the
-torus keeps its hole."""
+"""Start blob with tiny-shapes: lower and wider than threestudio's 10 / 0.5, so a hole or a
+corner is a few steps of carving; density scale 2 keeps a cube's corners
+(docs/research/cpu-learning-rate-and-start-blob.md, cube-edge-preserving-smoothing.md)."""
 CPU_REGULARISERS = RegulariserConfig(total_variation=100.0)
-"""Regularisers on CPU. The total variation is a mean over the 64^3 voxels, so threestudio's
-weight (0.5) does nothing against the distillation gradient of 32x32 renders. Measured with
-lr 0.5 -> 0.1 (seed 0, 300 steps; fill = volume / bounding box): at 0.5 the surface is crinkled
-and the colour blotched (sphere fill 0.42, analytic 0.52; torus 0.34, analytic 0.53); at 100
-both are smooth (sphere 0.50, torus 0.47 with its hole); at 500 a cube melts into a soft blob
-and at 5,000 into a haze."""
+"""Regularisers with tiny-shapes: a total variation of 100 (a mean over 64^3 voxels, so
+threestudio's 0.5 does nothing against 32x32 renders; 500 melts a cube;
+docs/research/cpu-learning-rate-and-start-blob.md)."""
 
 CPU_GUIDANCE_INTERVAL = GuidanceInterval(
     t_start=0.65, low_scale=2.0, low_weight=40.0, start_progress=0.3
 )
-"""SDS on CPU: s = 30 at every t for the first 30% of the run, then s = 30 for t >= 0.65 and
-s = 2 with 40x the weight below. Measured on "a red cube" (preview, 2 cores; fill = volume /
-bounding box: the analytic cube 1.0, the judge's cube/cylinder boundary ~0.85 at this aspect):
-s = 30 everywhere 0.67-0.69, a box with protruding corners; with the interval 0.76-0.77 over
-seeds 0-2, the corners gone. Without the 30% start, seed 0 gave 0.78 and seeds 1 and 2 a white
-haze (0.11, 0.17); the interval alone (no extra weight) 0.65-0.68; the weight alone (s = 30
-below) a white haze (0.21); t_start 0.5 / 0.8, weight 20 / 70, s_low 1.5 / 3: within 0.02 of
-these (a weight of 150: a haze). "a red cylinder" 0.64 instead of 0.60 (analytic 0.79); the
-sphere, cone and torus keep their shape and colour. These numbers are the three-run tiny-shapes;
-the five-run one (its cubes follow the camera's turn) gives the cube 0.79-0.81 with the same
-setting. On the fourth run's model, guidance at every t gave 0.64, and t_start 0.5 / 0.8 and
-weight 80 stayed within 0.02. Composed scenes follow it on every step
-(`backend.pipelines.compose`); edits guide at every t (`edit_config`)."""
+"""Guidance with tiny-shapes: s = 30 at every t for the first 30% of the run, then only for
+t >= 0.65, with s = 2 and 40x the weight below; it removes a cube's protruding corners
+(docs/research/guidance-interval.md). Generate (every method) and composed scenes follow it;
+edits guide at every t (`edit_config`)."""
 CPU_INTERVAL_REGULARISERS = replace(
     CPU_REGULARISERS, total_variation=400.0, edge_total_variation=600.0
 )
-"""Regularisers of CPU SDS with `CPU_GUIDANCE_INTERVAL`: its 40x weight leaves the smoothing of
-`CPU_REGULARISERS` too weak. Mean angle between neighbouring faces of the exported mesh (the
-surface's crinkle) and fill, seed 0, squared variation on both grids: a sphere 10.2 degrees
-without the interval, 17.8 with it at a total variation of 100, 11.4 at 400, 7.4 at 1,000; the
-cube's fill 0.76-0.77 at 100 and at 400, 0.72-0.75 at 1,000.
-
-That squared variation is what rounded the cube: started from an exact cube (density 20
-inside) instead of the blob, 300 steps left a fill of 0.75 with it (400) and 0.905 without
-any. So the density gets the edge-preserving (Charbonnier) variation at 600 instead, the albedo
-keeps the squared one at 400: with the five-run tiny-shapes (at density scale 1, 4 views) the
-cube went from 0.81 / 0.79 / 0.79 (seeds 0-2) to 0.841 / 0.839 / 0.830, crinkle 5.8 degrees;
-weights 240 and 1,500 gave 0.833 and 0.839, eps 0.02 0.839. The sphere, cone and torus (hole
-open) keep their shape and colour."""
+"""Regularisers with the guidance interval: its 40x weight needs more smoothing (400 on the
+albedo), and the density gets the edge-preserving (Charbonnier) variation at 600, which keeps
+a cube's edges where the squared one rounds them (docs/research/
+cube-edge-preserving-smoothing.md)."""
 CPU_SDS_VIEWS = 8
-"""Views per step of CPU SDS: the average over 8 views is less noisy, and the noise is what
-the end of a run freezes into the surface. "a red cube" fills 0.881 / 0.880 / 0.871 (seeds
-0-2) instead of 0.869 / 0.862 / 0.852 with 4; a step costs about 1.6 times as much (bench:
-258 ms against 161)."""
+"""Views per step with tiny-shapes: the average over 8 views is less noisy, and the noise is
+what the end of a run freezes into the surface (a cube fills 0.88 instead of 0.86-0.87 with 4;
+a step costs about 1.6x; docs/research/cube-edge-preserving-smoothing.md)."""
 EDIT_LR = 0.1
-"""Highest learning rate of an edit. An edit starts from the artist's surface, not from a blob,
-and the CPU generation rate (`CPU_LR`) would wear it away (measured: with 0.5 the edited top
-of a cube was gone after 15 steps); edits keep the rate they were tuned with."""
+"""Highest learning rate of an edit: it starts from the artist's surface, which the generation
+rate (0.5) wears away in a few steps."""
 EDIT_TOTAL_VARIATION = 0.5
 """Highest total-variation weight of an edit: the field starts as the artist's mesh, whose
 sharp edges a generation's smoothing (`CPU_REGULARISERS`) would round off."""
