@@ -24,7 +24,6 @@ from tests.blender_addon.bpy_runner import RESULT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("bpy_runner.py")
-BUILTIN_MODEL = REPO_ROOT / "backend" / "builtin_model" / "tiny-shapes"
 HAS_BPY = importlib.util.find_spec("bpy") is not None
 SERVER_START_TIMEOUT_S = 1200.0
 """Importing torch and starting the workers: seconds when idle, 15 min seen under contention."""
@@ -93,8 +92,6 @@ def backend_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     Uses the `--max-steps` development option so each job optimises only a few steps.
     """
-    if not BUILTIN_MODEL.is_dir():
-        pytest.skip(f"the built-in model is not there yet ({BUILTIN_MODEL})")
     jobs = tmp_path_factory.mktemp("jobs")
     log = jobs / "server.log"
     address = f"tcp://127.0.0.1:{free_port()}"

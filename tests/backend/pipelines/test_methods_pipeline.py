@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from backend.export.glb import read_glb
-from backend.guidance.prior import ModelFamily, builtin_model_path
+from backend.guidance.prior import ModelFamily
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.generate import generate, optimise_prompt_particles
 from backend.pipelines.presets import preset_config
@@ -142,10 +142,6 @@ already is (VSD's yellow sphere, the issue's speck at seed 1, is in the research
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (builtin_model_path() / "model_index.json").is_file(),
-    reason="the built-in model tiny-shapes is not in the package yet",
-)
 @pytest.mark.parametrize(("method", "prompt", "seed"), BUILTIN_MATRIX)
 def test_builtin_model_gives_the_asked_colour_shape_and_size(method, prompt, seed):
     from backend.pipelines.runner import run_job
