@@ -11,6 +11,8 @@ from typing import Protocol
 
 import torch
 
+from backend.guidance.guidance_interval import GuidanceInterval
+
 GuidedNoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(x_t [B, C, h, w], t [B]) -> classifier-free guided eps_hat [B, C, h, w].
 
@@ -29,8 +31,14 @@ class Weighting(enum.Enum):
     """w(t) = sqrt(alpha_bar_t) * sqrt(1 - alpha_bar_t) (favours middle noise levels)."""
 
 
-def weight_of(weighting: Weighting, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """[B] integer t -> [B, 1, 1, 1] weights w(t)."""
+def weight_of(
+    weighting: Weighting,
+    alphas_cumprod: torch.Tensor,
+    t: torch.Tensor,
+    interval: GuidanceInterval | None = None,
+) -> torch.Tensor:
+    """[B] integer t -> [B, 1, 1, 1] weights w(t), times a guidance interval's weight below its
+    t_start when `interval` is given (`backend.guidance.guidance_interval`)."""
     a = alphas_cumprod[t]
     if weighting is Weighting.SDS:
         w = 1.0 - a
@@ -38,7 +46,10 @@ def weight_of(weighting: Weighting, alphas_cumprod: torch.Tensor, t: torch.Tenso
         w = torch.ones_like(a)
     else:
         w = a.sqrt() * (1.0 - a).sqrt()
-    return w.view(-1, 1, 1, 1)
+    w = w.view(-1, 1, 1, 1)
+    if interval is not None:
+        w = w * interval.weight(t, alphas_cumprod.shape[0]).to(w.device)
+    return w
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,7 @@ def sds_gradient(
     with torch.no_grad():
         x_t = prior.add_noise(x0.detach(), noise, t)
         eps_hat = guided_noise(x_t, t)
-        w = weight_of(config.weighting, prior.alphas_cumprod, t)
-        if interval is not None:
-            w = w * interval.weight(t, prior.num_train_timesteps).to(w.device)
+        w = weight_of(config.weighting, prior.alphas_cumprod, t, interval)
         grad = w.to(x0.dtype) * (eps_hat - noise)
     return clip_gradient(grad, config.grad_clip)
 

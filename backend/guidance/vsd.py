@@ -103,9 +103,7 @@ def vsd_gradient(
         x_t = prior.add_noise(x0.detach(), noise, t)
         eps_pretrained = guided_noise(x_t, t)
         eps_phi = lora.predict_noise(x_t, t, c2w)
-        w = weight_of(config.weighting, prior.alphas_cumprod, t)
-        if interval is not None:
-            w = w * interval.weight(t, prior.num_train_timesteps).to(w.device)
+        w = weight_of(config.weighting, prior.alphas_cumprod, t, interval)
         grad = w.to(x0.dtype) * (eps_pretrained - eps_phi)
     return clip_gradient(grad, config.grad_clip)
 

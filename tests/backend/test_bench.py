@@ -3,19 +3,22 @@ the table that reports them (the full-size build is `boxdream bench --architectu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from backend import bench
+from backend.field.grid_field import GridFieldConfig
 from backend.guidance import architectures
+from backend.pipelines import presets
 from tests.tiny_priors import tiny_latent_prior
 
 
 @pytest.mark.parametrize("method", ["sds", "vsd"])
 def test_architecture_bench_splits_the_step(monkeypatch, method):
     monkeypatch.setitem(architectures.BUILDERS, "sd-2.1", lambda device, dtype: tiny_latent_prior())
-    monkeypatch.setattr(
-        bench, "replace", lambda config, **kw: bench_small(config, **kw), raising=False
-    )
+    real = presets.preset_config
+    monkeypatch.setattr(presets, "preset_config", lambda *args: bench_small(real(*args)))
     row = bench.measure(method, 1, "preview", None, "cpu", "fp32", "sd-2.1")
     parts = row["section_ms"]
     assert set(parts) >= {"render", "encode", "guidance", "backward", "optimiser"}
@@ -26,15 +29,6 @@ def test_architecture_bench_splits_the_step(monkeypatch, method):
     assert f"| {method} | fp32 | 1 x 64^2 |" in table and "(RSS)" in table
 
 
-def bench_small(config, **changes):
-    """The preset at a test's size (a small grid and texture; the step count the bench asks)."""
-    from dataclasses import replace
-
-    from backend.field.grid_field import GridFieldConfig
-
-    return replace(
-        replace(config, **changes),
-        grid=GridFieldConfig(resolution=16),
-        face_budget=500,
-        texture_size=64,
-    )
+def bench_small(config):
+    """The preset at a test's size (a small grid and texture; the bench sets the steps)."""
+    return replace(config, grid=GridFieldConfig(resolution=16), face_budget=500, texture_size=64)
