@@ -21,16 +21,19 @@ MAX_TOKENS = 12
 TEXT_WIDTH = 64
 """Text embedding width = U-Net cross-attention width."""
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+"""The special tokens of `tiny-shapes`, in id order."""
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer: lower-case, split on whitespace and punctuation, <bos> ... <eos>."""
-    words = [*SPECIAL_TOKENS, *vocabulary.all_words()]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+def build_tokenizer(special_tokens: tuple[str, ...] = SPECIAL_TOKENS) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: lower-case, split on whitespace and punctuation, <bos> ... <eos>;
+    `special_tokens` (<pad>, <bos>, <eos>, <unk> in some order) take the first ids."""
+    words = [*special_tokens, *vocabulary.all_words()]
+    ids = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(ids, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)]
+        single="<bos> $A <eos>", special_tokens=[("<bos>", ids["<bos>"]), ("<eos>", ids["<eos>"])]
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

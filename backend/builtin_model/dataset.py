@@ -28,6 +28,7 @@ from backend.render.cameras import (
     orbit_cameras,
     sample_cameras,
 )
+from backend.render.pattern_backgrounds import sample_pattern_backgrounds
 from backend.render.shading import ShadingConfig, sample_shading_modes, shade
 
 
@@ -52,6 +53,13 @@ class DatasetConfig:
     """Share of empty captions (the unconditional branch of classifier-free guidance)."""
     suffix_prob_symmetric: float = 0.5
     """Chance that a symmetric object's caption carries the view suffix."""
+    shading: ShadingConfig = ShadingConfig()
+    """Light model and shading-mode odds (the loop's; `tiny-clip` drops the textureless mode,
+    whose white object would contradict its caption's colour)."""
+    pattern_background_prob: float = 0.0
+    """Share of images composited over Dream Fields' pattern backgrounds
+    (`backend.render.pattern_backgrounds`) instead of a solid grey: `tiny-clip` must read
+    objects over the backgrounds CLIP guidance renders them on."""
 
 
 def caption_for(
@@ -193,19 +201,23 @@ def render_batch(
     per_ray_colour = colours.repeat_interleave(res * res, dim=0)
     _, albedo = shapes.evaluate(parts, points, per_ray_colour)
     normals = _normals(parts, points)
-    modes = sample_shading_modes(b, ShadingConfig(), generator)
+    modes = sample_shading_modes(b, cfg.shading, generator)
     rgb = shade(
         albedo.view(b, res * res, 3),
         normals.view(b, res * res, 3),
         points.view(b, res * res, 3) * scale[:, None, None],
         cameras.light_position,
         modes,
-        ShadingConfig(),
+        cfg.shading,
     )
-    background = sample_backgrounds(b, generator)  # [B, 3]
-    alpha = coverage.view(b, res * res, 1)
-    image = rgb * alpha + background[:, None, :] * (1 - alpha)
-    image = image.view(b, res, res, 3).permute(0, 3, 1, 2).clamp(0, 1)
+    background = sample_backgrounds(b, generator)[:, :, None, None].expand(b, 3, res, res)
+    if cfg.pattern_background_prob > 0:
+        patterned = torch.rand(b, generator=generator) < cfg.pattern_background_prob
+        patterns = sample_pattern_backgrounds(b, res, res, generator)
+        background = torch.where(patterned[:, None, None, None], patterns, background)
+    alpha = coverage.view(b, 1, res, res)
+    rgb = rgb.view(b, res, res, 3).permute(0, 3, 1, 2)
+    image = (rgb * alpha + background * (1 - alpha)).clamp(0, 1)  # [B, 3, H, W]
     captions = [
         caption_for(shape, c, float(e), float(a), cfg, rng)
         for c, e, a in zip(colour_names, cameras.elevation, cameras.azimuth, strict=True)
