@@ -659,6 +659,45 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """`boxdream score RESULT.glb PROMPT`: CLIP score and R-precision of a result."""
+    from backend.export.errors import MeshError
+    from backend.export.glb import read_glb
+    from backend.guidance.clip_model import ClipModel
+    from backend.pipelines.runner import resolve_device
+    from backend.scoring.clip_score import score_meshes
+    from protocol.errors import FieldError
+
+    if args.views < 1:
+        raise UsageError(f"--views: at least 1, got {args.views}")
+    try:
+        meshes = read_glb(args.input.read_bytes())
+        device = resolve_device(args.device[0] if args.device else "auto")
+        clip = ClipModel.load(args.clip, device=device)
+    except (MeshError, FieldError) as exc:
+        raise CliError(f"{args.input if isinstance(exc, MeshError) else '--clip'}: {exc}") from exc
+    result = score_meshes(clip, meshes, args.prompt, views=args.views)
+    if args.json:
+        line = {
+            "file": str(args.input),
+            "prompt": args.prompt,
+            "clip": args.clip or "tiny-clip",
+            "clip_score": round(result.score, 4),
+            "r_precision": round(result.r_precision, 4),
+            "views": result.views,
+            "distractors": result.distractors,
+            "best_captions": list(result.best_captions),
+        }
+        print(json.dumps(line, ensure_ascii=False))
+    else:
+        print(
+            f"{args.input}: CLIP score {result.score:.3f}, R-precision {result.r_precision:.2f} "
+            f"({result.views} views, {result.distractors} distractors, "
+            f"{args.clip or 'tiny-clip'})"
+        )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """`boxdream bench ...`: handed to `backend.bench`."""
     from backend import bench
@@ -676,7 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     job = _Parser(add_help=False)
-    job.add_argument("--method", choices=METHODS, default="sds", help="score distillation method")
+    job.add_argument(
+        "--method",
+        choices=METHODS,
+        default="sds",
+        help="score distillation (sds, vsd, sjc) or CLIP guidance (clip: --model names a CLIP)",
+    )
     job.add_argument("--preset", choices=PRESETS, default="preview", help="quality preset")
     job.add_argument("--model", help="model name (or path, in-process) instead of the default")
     job.add_argument(
@@ -786,6 +830,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--curve", type=Path, metavar="DIR", help="client keys folder for CURVE")
     fetch.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     fetch.set_defaults(handler=cmd_fetch)
+
+    score = commands.add_parser("score", help="CLIP score and R-precision of a result")
+    score.add_argument("input", type=Path, metavar="RESULT.glb")
+    score.add_argument("prompt")
+    score.add_argument(
+        "--clip", metavar="NAME_OR_PATH", help="CLIP folder or hub id (default: tiny-clip)"
+    )
+    score.add_argument("--views", type=int, default=8, help="rendered views (default 8)")
+    score.add_argument("--device", type=_parse_devices, help="auto, cpu, cuda, cuda:N")
+    score.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    score.set_defaults(handler=cmd_score)
 
     from backend.bench import build_parser as build_bench_parser
 

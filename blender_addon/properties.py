@@ -25,6 +25,7 @@ METHOD_ITEMS = [
     ("sds", "SDS", "Score distillation sampling (DreamFusion): fast, saturated"),
     ("vsd", "VSD", "Variational score distillation (ProlificDreamer): slower, more detail"),
     ("sjc", "SJC", "Score Jacobian chaining with perturb-and-average scoring"),
+    ("clip", "CLIP", "CLIP guidance (Dream Fields), no diffusion model: the server's tiny-clip"),
 ]
 PRESET_ITEMS = [
     ("preview", "Preview", "Fewest steps: a first look in minutes"),

@@ -329,7 +329,8 @@ class _JobRequest(Message):
     model: str | None = wire(
         nullable(label),
         "string or null",
-        "one of `ServerInfo.models` [unknown_model]; null: the server's default",
+        "one of `ServerInfo.models` [unknown_model]; null: the server's default (method "
+        "`clip`: the CLIP, null: the built-in `tiny-clip`)",
         default=None,
     )
     precision: str = wire(
@@ -519,7 +520,7 @@ class ServerInfo(Message):
     methods: list[str] = wire(
         names(1, MAX_LISTED),
         "list of strings",
-        "e.g. `sds`, `vsd`, `sjc` (at least one, unique)",
+        "e.g. `sds`, `vsd`, `sjc`, `clip` (at least one, unique)",
     )
     presets: dict[str, list[str]] = wire(
         _preset_lists, "object", "method → list of preset names; exactly one key per method"

@@ -138,21 +138,39 @@ class DistillationStep:
         )
 
 
+class Guide(Protocol):
+    """What the optimisation loop needs of its frozen 2D model: a diffusion prior
+    (`backend.guidance.prior.DiffusionPrior`) or CLIP (`backend.guidance.clip_model`)."""
+
+    device: torch.device
+
+    @property
+    def precision(self) -> str:
+        """"fp32", "fp16" or "bf16" (for the non-finite guard's message)."""
+        ...
+
+    def encode_images(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Renders [B, 3, H, W] in [0, 1] -> what the method takes as x0, differentiably (a
+        diffusion prior's model space, CLIP's image embeddings)."""
+        ...
+
+
 class DistillationMethod(Protocol):
-    """One score-distillation method (sds.py, vsd.py, sjc.py)."""
+    """One guidance method (sds.py, vsd.py, sjc.py, dream_fields.py)."""
 
     name: str
-    """The method's name in requests ("sds", "vsd", "sjc"), for messages."""
+    """The method's name in requests ("sds", "vsd", "sjc", "clip"), for messages."""
     guidance_scale: float
 
     def step(
         self,
         x0: torch.Tensor,
-        guided_noise: GuidedNoise,
+        guided_noise: GuidedNoise | None,
         c2w: torch.Tensor,
         progress: float,
         generator: torch.Generator,
     ) -> DistillationStep:
-        """x0: [B, C, h, w] renders in model space (with grad); c2w: [B, 4, 4] cameras;
-        progress: fraction of the run done."""
+        """x0: [B, C, h, w] renders in model space (with grad; CLIP: [B, D] image
+        embeddings); guided_noise: None for CLIP; c2w: [B, 4, 4] cameras; progress: fraction
+        of the run done."""
         ...

@@ -17,20 +17,22 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from backend.guidance.distillation import DistillationMethod, GuidedNoise
+from backend.guidance.distillation import DistillationMethod, Guide, GuidedNoise
+from backend.guidance.dream_fields import transmittance_loss
 from backend.guidance.precision import NonFiniteGuard, all_finite, synchronised_clock
-from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
 from backend.render.background import sample_backgrounds
+from backend.render.pattern_backgrounds import sample_pattern_backgrounds
 from backend.render.cameras import Cameras
 from backend.render.preview import preview_png
 from backend.render.renderer import RenderableField, RenderOutput, render
 from backend.render.shading import sample_shading_modes
 from protocol.messages import Preview, Progress
 
-ViewSampler = Callable[[int, torch.Generator], tuple[Cameras, GuidedNoise]]
-"""(step, generator) -> the step's cameras and the guided noise predictor for them."""
+ViewSampler = Callable[[int, torch.Generator], tuple[Cameras, GuidedNoise | None]]
+"""(step, generator) -> the step's cameras and the guided noise predictor for them (None for
+CLIP guidance, which predicts no noise)."""
 
 Renderer = Callable[..., RenderOutput]
 """(field, cameras, height, width, modes, backgrounds, RenderConfig, ShadingConfig, generator)
@@ -115,10 +117,10 @@ class DistillRun:
 
     field: torch.nn.Module
     """What is optimised: a grid field, a composed scene, a texture model."""
-    prior: DiffusionPrior
-    """The frozen 2D prior."""
+    prior: Guide
+    """The frozen 2D model: a diffusion prior, or CLIP for Dream Fields."""
     method: DistillationMethod
-    """SDS, VSD or SJC (`backend.pipelines.methods`)."""
+    """SDS, VSD, SJC or Dream Fields (`backend.pipelines.methods`)."""
     config: DistillConfig
     """Steps, views, resolution, learning rate and regularisers."""
     sample_views: ViewSampler
@@ -166,6 +168,12 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
         b = len(cameras)
         modes = sample_shading_modes(b, config.shading, generator)
         backgrounds = sample_backgrounds(b, generator)
+        if config.pattern_backgrounds:
+            # Render over black, then composite: I = C + (1 - opacity) B (Dream Fields).
+            patterns = sample_pattern_backgrounds(
+                b, config.resolution, config.resolution, generator
+            ).to(device)
+            backgrounds = torch.zeros_like(backgrounds)
 
         shown = field if subject is None else subject(step)
         ticks = [synchronised_clock(device)]
@@ -180,8 +188,11 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
             config.shading,
             generator,
         )
+        rgb = out.rgb
+        if config.pattern_backgrounds:
+            rgb = rgb + (1.0 - out.opacity) * patterns
         ticks.append(synchronised_clock(device))
-        x0 = prior.encode_images(out.rgb)
+        x0 = prior.encode_images(rgb)
         ticks.append(synchronised_clock(device))
         distilled = method.step(x0, guided_noise, cameras.c2w, progress, generator)
         ticks.append(synchronised_clock(device))
@@ -195,6 +206,9 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
         loss = distilled.loss + pixels * (
             reg.sparsity * out.opacity.mean() + lambda_orient * out.orientation
         )
+        if reg.transmittance > 0:
+            tau = reg.transmittance_target.at(step)
+            loss = loss + pixels * reg.transmittance * transmittance_loss(out.opacity, tau)
         smoothing = reg.total_variation > 0 or reg.edge_total_variation > 0
         if smoothing and isinstance(shown, Smoothable):
             loss = loss + smoothing_loss(shown, reg)

@@ -10,13 +10,19 @@ import torch
 
 from backend.export.export_field import export_field, to_glb
 from backend.field.grid_field import DenseGridField
+from backend.guidance.clip_model import ClipModel
+from backend.guidance.distillation import Guide
 from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, LoopState, distill
 from backend.pipelines.methods import distillation_method
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.particles import interleave, particle_name
 from backend.pipelines.presets import DistillConfig
-from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
+from backend.pipelines.prompt_guidance import (
+    PromptEmbeddings,
+    camera_view_sampler,
+    prompt_view_sampler,
+)
 from protocol.messages import IDENTITY, GenerateRequest, Preview, Progress, Result, ResultMesh
 
 EXPORT_ETA_S = 8.0
@@ -25,7 +31,7 @@ EXPORT_ETA_S = 8.0
 
 def optimise_prompt_particles(
     request: GenerateRequest,
-    prior: DiffusionPrior,
+    prior: Guide,
     config: DistillConfig,
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
@@ -36,9 +42,11 @@ def optimise_prompt_particles(
     torch.manual_seed(request.seed)
     fields = [DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)]
     with distillation_method(request.method, prior, config, request.prompt) as method:
-        embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
-
-        sample_views = prompt_view_sampler(prior, embeddings, config)
+        if isinstance(prior, ClipModel):
+            sample_views = camera_view_sampler(config)
+        else:
+            embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
+            sample_views = prompt_view_sampler(prior, embeddings, config)
 
         runs = [
             distill(
@@ -62,7 +70,7 @@ def optimise_prompt_particles(
 
 def optimise_prompt_field(
     request: GenerateRequest,
-    prior: DiffusionPrior,
+    prior: Guide,
     config: DistillConfig,
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
@@ -76,7 +84,7 @@ def optimise_prompt_field(
 
 def generate(
     request: GenerateRequest,
-    prior: DiffusionPrior,
+    prior: Guide,
     config: DistillConfig,
     should_cancel: Callable[[], bool],
 ) -> Iterator[Progress | Preview | Result]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
+from backend.guidance.dream_fields import TransmittanceTarget
 from backend.guidance.guidance_interval import GuidanceInterval
 from backend.guidance.prior import ModelFamily
 from backend.pipelines.catalogue import METHODS, PRESETS
@@ -54,6 +55,13 @@ class RegulariserConfig:
     edge_total_variation_eps: float = 0.1
     """eps of `edge_total_variation`, in raw density units (differences well below it are
     smoothed as by the squared term)."""
+    transmittance: float = 0.0
+    """lambda_T per pixel on Dream Fields' transmittance loss -min(tau, mean T)
+    (`backend.guidance.dream_fields`; 0: off)."""
+    transmittance_target: TransmittanceTarget = dataclasses.field(
+        default_factory=TransmittanceTarget
+    )
+    """tau of the transmittance loss and its anneal."""
 
     def __post_init__(self) -> None:
         if not self.edge_total_variation_eps > 0.0:
@@ -106,6 +114,10 @@ class DistillConfig:
     """Fields optimised side by side for one prompt, each with its own seed and its own output
     mesh (`<name>_p1`, `<name>_p2` ...); VSD's particles share its LoRA (ProlificDreamer uses
     4). They take turns, so the run costs `particles` x `steps` steps."""
+    pattern_backgrounds: bool = False
+    """Composite every view over a random pattern background (checkerboard, noise, blurred
+    noise; `backend.render.pattern_backgrounds`) instead of a solid grey, as Dream Fields
+    does."""
     max_non_finite_steps: int = 5
     """Steps whose field gradient holds a NaN or an inf that a run skips before it fails
     (`backend.guidance.precision.NonFiniteGuard`): a few can be a rare fp16 overflow in the
@@ -217,12 +229,23 @@ _PIXEL = {
     name: replace(config, guidance_scale=IF_GUIDANCE_SCALE) for name, config in _LATENT.items()
 }
 
+CLIP_RECIPE = {
+    "guidance_scale": 1000.0,
+    "pattern_backgrounds": True,
+    "regularisers": RegulariserConfig(sparsity=0.0, transmittance=0.5),
+    "shading": ShadingConfig(textureless_prob=0.0),
+}
+"""Dream Fields (`--method clip`): pattern backgrounds, the transmittance loss in place of the
+sparsity penalty, L_CLIP weighted like a sum over a 32 x 32 image's pixels, no textureless
+views (CLIP judges the colour in every view)."""
+
 _METHOD_OVERRIDES = {
     # VSD works at ordinary guidance (ProlificDreamer: 7.5).
     "vsd": {"guidance_scale": 7.5},
     "sds": {},
     # SJC (PAAS, w(t) = 1) at SDS's numbers: right colour and shape for "a red cone" (preview).
     "sjc": {},
+    "clip": CLIP_RECIPE,
 }
 
 _CPU_SDS_RECIPE = {
@@ -255,6 +278,7 @@ _BUILTIN_METHOD_OVERRIDES = {
     "sds": _CPU_SDS_RECIPE,
     "vsd": CPU_VSD,
     "sjc": CPU_SJC,
+    "clip": {**CLIP_RECIPE, "regularisers": replace(CPU_REGULARISERS, sparsity=0.0, transmittance=0.5)},
 }
 
 

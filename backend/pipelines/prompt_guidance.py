@@ -72,3 +72,13 @@ def prompt_view_sampler(
         return cameras, prompt_guidance(prior, embeddings, cameras, config.guidance_scale, interval)
 
     return sample_views
+
+
+def camera_view_sampler(config: DistillConfig) -> ViewSampler:
+    """The `distill` view sampler of CLIP guidance: `config.views` random cameras per step,
+    no noise predictor."""
+
+    def sample_views(step: int, gen: torch.Generator) -> tuple[Cameras, None]:
+        return sample_cameras(config.views, config.cameras, gen), None
+
+    return sample_views

@@ -13,10 +13,18 @@ import torch
 
 from backend import __version__
 from backend.builtin_model import vocabulary
+from backend.guidance.clip_model import BUILTIN_CLIP_NAME, ClipModel
+from backend.guidance.distillation import Guide
 from backend.guidance.precision import NonFiniteGradient, precision_name, resolve_precision
 from backend.guidance.prior import BUILTIN_MODEL_NAME, DiffusionPrior, ModelFamily, model_family
 from backend.pipelines.generate import generate
-from backend.pipelines.presets import METHODS, PRESETS, check_names, preset_config
+from backend.pipelines.presets import (
+    METHODS,
+    PRESETS,
+    DistillConfig,
+    check_names,
+    preset_config,
+)
 from protocol.errors import ErrorCode, FieldError, ProtocolError
 from protocol.messages import (
     ComposeRequest,
@@ -27,6 +35,7 @@ from protocol.messages import (
 )
 
 _priors: dict[tuple[str, str, torch.dtype], DiffusionPrior] = {}
+_clips: dict[tuple[str, str, torch.dtype], ClipModel] = {}
 _priors_lock = threading.Lock()
 
 
@@ -53,6 +62,35 @@ def load_prior(model: str | None, device: torch.device, precision: str = "auto")
         if key not in _priors:
             _priors[key] = DiffusionPrior.load(model, device=device, dtype=dtype)
         return _priors[key]
+
+
+def load_clip(model: str | None, device: torch.device, precision: str = "auto") -> ClipModel:
+    """The CLIP for `model` (None: tiny-clip) on `device` in `precision`, loaded once per
+    process."""
+    dtype = resolve_precision(precision, device)
+    key = (model or BUILTIN_CLIP_NAME, str(device), dtype)
+    with _priors_lock:
+        if key not in _clips:
+            _clips[key] = ClipModel.load(model, device=device, dtype=dtype)
+        return _clips[key]
+
+
+def load_guide(
+    method: str, model: str | None, device: torch.device, precision: str = "auto"
+) -> Guide:
+    """What `method` is guided by: CLIP for "clip" (`model` names the CLIP), else the
+    diffusion prior `model`."""
+    if method == "clip":
+        return load_clip(model, device, precision)
+    return load_prior(model, device, precision)
+
+
+def run_config(preset: str, method: str, guide: Guide) -> DistillConfig:
+    """The preset of the guide's family; CLIP guidance renders at CLIP's input size."""
+    config = preset_config(preset, method, guide.family)
+    if isinstance(guide, ClipModel):
+        config = replace(config, resolution=guide.image_size)
+    return config
 
 
 def prompts_of(request: JobRequest) -> list[str]:
@@ -88,12 +126,17 @@ def run_job(
     model's world) and for a run whose gradients stop being finite (field "precision").
     """
     torch_device = resolve_device(device)
-    model_name = request.model or model
+    clip = request.method == "clip"
+    # CLIP guidance takes the CLIP the request names (tiny-clip by default), never the
+    # server's default diffusion model.
+    model_name = request.model if clip else request.model or model
     try:
         check_names(request.preset, request.method)
+        if clip and not isinstance(request, GenerateRequest):
+            raise FieldError("method", "method: clip (Dream Fields) runs generate jobs only")
     except FieldError as exc:
         raise _protocol_error(exc) from exc
-    if model_name in (None, BUILTIN_MODEL_NAME):
+    if model_name in (None, BUILTIN_MODEL_NAME, BUILTIN_CLIP_NAME):
         check_in_vocabulary(request, vocabulary_fields(), BUILTIN_MODEL_NAME)
         for prompt in prompts_of(request):
             warning = vocabulary.vocabulary_warning(prompt)
@@ -101,10 +144,10 @@ def run_job(
                 yield JobWarning(message=f"{prompt!r}: {warning}")
     chosen = request.precision if request.precision != "auto" else precision
     try:
-        prior = load_prior(model_name, torch_device, chosen)
+        prior = load_guide(request.method, model_name, torch_device, chosen)
     except FieldError as exc:
         raise _protocol_error(exc) from exc
-    config = preset_config(request.preset, request.method, prior.family)
+    config = run_config(request.preset, request.method, prior)
     if max_steps is not None:
         config = replace(config, steps=max(1, min(config.steps, max_steps)))
     try:
