@@ -31,13 +31,14 @@ def _peak_rss_mb() -> float:
 def measure(
     method: str,
     steps: int,
-    preset: str,
+    preset_name: str,
     model: str | None,
     device: str,
     precision: str = "auto",
     architecture: str | None = None,
 ) -> dict:
-    """Run `steps` optimisation steps (+ warm-up) and one export; return the figures."""
+    """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
+    is the CLIP for method "clip" (None: tiny-clip)."""
     import torch
 
     from backend.export.export_field import ExportTimings, export_field, to_glb
@@ -46,20 +47,22 @@ def measure(
     from backend.pipelines.distill_loop import LoopState
     from backend.pipelines.generate import optimise_prompt_field
     from backend.pipelines.presets import preset_config
-    from backend.pipelines.runner import load_prior, resolve_device
+    from backend.pipelines.runner import load_guide, resolve_device, run_config
     from protocol.messages import GenerateRequest
 
     torch_device = resolve_device(device)
     if architecture is None:
-        prior = load_prior(model, torch_device, precision)
+        prior = load_guide(method, model, torch_device, precision)
         warmup = WARMUP_STEPS
+        preset = run_config(preset_name, method, prior)
     else:
         prior = BUILDERS[architecture](torch_device, resolve_precision(precision, torch_device))
         warmup = ARCHITECTURE_WARMUP_STEPS
-    preset_steps = preset_config(preset, method, prior.family).steps
-    config = replace(preset_config(preset, method, prior.family), steps=steps + warmup)
+        preset = preset_config(preset_name, method, prior.family)
+    preset_steps = preset.steps
+    config = replace(preset, steps=steps + warmup)
     config = replace(config, preview_every=0)
-    request = GenerateRequest(prompt="a red cube", method=method, preset=preset)
+    request = GenerateRequest(prompt="a red cube", method=method, preset=preset_name)
     state = LoopState()
     times: list[float] = []
     loop = optimise_prompt_field(request, prior, config, lambda: False, state)
@@ -85,8 +88,8 @@ def measure(
     sections = {k: (v - warm.get(k, 0.0)) / steps for k, v in state.section_ms.items()}
     return {
         "method": method,
-        "preset": preset,
-        "model": architecture or model or "tiny-shapes",
+        "preset": preset_name,
+        "model": architecture or model or ("tiny-clip" if method == "clip" else "tiny-shapes"),
         "precision": prior.precision,
         "device": str(torch_device),
         "views x res": f"{config.views} x {config.resolution}^2",
@@ -174,20 +177,25 @@ def main(args: argparse.Namespace | None = None) -> int:
 
     if args.preset is None:
         args.preset = "standard" if args.architecture else "preview"
+    if args.quality:
+        from backend.quality_table import main as quality_main
+
+        return quality_main(args)
     if args.one:
         torch.set_num_threads(args.threads)
         figures = measure(
             args.one,
             args.steps,
             args.preset,
-            args.model,
+            args.clip if args.one == "clip" else args.model,
             args.device,
             args.precision,
             args.architecture,
         )
         print(json.dumps(figures))
         return 0
-    methods = args.methods.split(",")
+    default_methods = [m for m in METHODS if not (args.architecture and m == "clip")]
+    methods = (args.methods or ",".join(default_methods)).split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"boxdream: error: methods: {unknown} not in {list(METHODS)}", file=sys.stderr)
@@ -211,6 +219,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         ]
         if args.model:
             cmd += ["--model", args.model]
+        if args.clip:
+            cmd += ["--clip", args.clip]
         if args.architecture:
             cmd += ["--architecture", args.architecture]
         cmd += ["--precision", args.precision]
@@ -238,7 +248,11 @@ def main(args: argparse.Namespace | None = None) -> int:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Arguments of `boxdream bench` (shared with the CLI)."""
     parser = parser or argparse.ArgumentParser(prog="boxdream bench", description=__doc__)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated methods (default: {','.join(METHODS)}; no clip with --architecture)",
+    )
     parser.add_argument(
         "--steps",
         type=int,
@@ -246,7 +260,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="timed steps per method (measured: 8 read up to 45%% slower than 24 on 2 cores)",
     )
     parser.add_argument("--preset", default=None, help="preview (standard with --architecture)")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="diffusion model (sds, vsd, sjc)")
+    parser.add_argument("--clip", default=None, help="CLIP of method clip (default tiny-clip)")
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="instead of speed: run every method on a fixed prompt set and print the CLIP "
+        "score and R-precision of each result (boxdream score)",
+    )
+    parser.add_argument(
+        "--prompts",
+        default=None,
+        help="--quality: semicolon-separated prompts (default: the README's five)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="--quality: seed of every run")
     parser.add_argument(
         "--architecture",
         choices=ARCHITECTURES,

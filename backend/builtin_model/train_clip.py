@@ -217,9 +217,7 @@ def train_clip(out: Path, cfg: ClipTrainConfig) -> dict[str, ZeroShotAccuracy]:
         logits = model.logit_scale.exp() * image @ text.T
         same = (labels[index][:, None] == labels[index][None, :]).float()
         target = same / same.sum(dim=-1, keepdim=True)
-        loss = 0.5 * (
-            F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
-        )
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -128,7 +128,7 @@ class ClipModel:
 
     @property
     def precision(self) -> str:
-        """"fp32", "fp16" or "bf16": the dtype of the frozen networks."""
+        """ "fp32", "fp16" or "bf16": the dtype of the frozen networks."""
         return precision_name(self.dtype)
 
     @property
@@ -142,9 +142,9 @@ class ClipModel:
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """Unit text embeddings [N, D] (fp32)."""
-        tokens = self.tokenizer(
-            prompts, padding=True, truncation=True, return_tensors="pt"
-        ).to(self.device)
+        tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(
+            self.device
+        )
         pooled = self.model.text_model(
             input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
         ).pooler_output

@@ -146,7 +146,7 @@ class Guide(Protocol):
 
     @property
     def precision(self) -> str:
-        """"fp32", "fp16" or "bf16" (for the non-finite guard's message)."""
+        """ "fp32", "fp16" or "bf16" (for the non-finite guard's message)."""
         ...
 
     def encode_images(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,8 @@ from backend.guidance.precision import NonFiniteGuard, all_finite, synchronised_
 from backend.pipelines.cancel import JobCancelled
 from backend.pipelines.presets import DistillConfig, RegulariserConfig
 from backend.render.background import sample_backgrounds
-from backend.render.pattern_backgrounds import sample_pattern_backgrounds
 from backend.render.cameras import Cameras
+from backend.render.pattern_backgrounds import sample_pattern_backgrounds
 from backend.render.preview import preview_png
 from backend.render.renderer import RenderableField, RenderOutput, render
 from backend.render.shading import sample_shading_modes

@@ -12,7 +12,6 @@ from backend.export.export_field import export_field, to_glb
 from backend.field.grid_field import DenseGridField
 from backend.guidance.clip_model import ClipModel
 from backend.guidance.distillation import Guide
-from backend.guidance.prior import DiffusionPrior
 from backend.pipelines.distill_loop import DistillRun, LoopState, distill
 from backend.pipelines.methods import distillation_method
 from backend.pipelines.naming import mesh_name

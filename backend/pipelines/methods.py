@@ -29,7 +29,9 @@ def make_method(
     """
     if name == "clip":
         if not isinstance(prior, ClipModel):
-            raise FieldError("method", "method: clip guides with a CLIP model, not a diffusion prior")
+            raise FieldError(
+                "method", "method: clip guides with a CLIP model, not a diffusion prior"
+            )
         return DreamFields(prior, prompt, config.guidance_scale)
     if not isinstance(prior, DiffusionPrior):
         raise FieldError("method", f"method: {name} needs a diffusion prior, not a CLIP model")
@@ -43,9 +45,7 @@ def make_method(
         return VSD(prior, vsd, prompt)
     if name == "sjc":
         return SJC(prior, SJCConfig(guidance_scale=config.guidance_scale))
-    raise FieldError(
-        "method", f"method: {name!r} is not available (methods: {', '.join(METHODS)})"
-    )
+    raise FieldError("method", f"method: {name!r} is not available (methods: {', '.join(METHODS)})")
 
 
 @contextmanager

@@ -278,7 +278,10 @@ _BUILTIN_METHOD_OVERRIDES = {
     "sds": _CPU_SDS_RECIPE,
     "vsd": CPU_VSD,
     "sjc": CPU_SJC,
-    "clip": {**CLIP_RECIPE, "regularisers": replace(CPU_REGULARISERS, sparsity=0.0, transmittance=0.5)},
+    "clip": {
+        **CLIP_RECIPE,
+        "regularisers": replace(CPU_REGULARISERS, sparsity=0.0, transmittance=0.5),
+    },
 }
 
 
