@@ -193,7 +193,10 @@ def train_clip(out: Path, cfg: ClipTrainConfig) -> dict[str, ZeroShotAccuracy]:
         for name, offset, share in (("solid", 1000, 0.0), ("pattern", 2000, 1.0))
     }
     held_out_labels = {k: torch.tensor([label_of(c) for c in v[1]]) for k, v in held_out.items()}
-    print(f"renders: {len(captions)} + 2 x {cfg.held_out} held out in {time.time() - t0:.0f} s")
+    print(
+        f"renders: {len(captions)} + 2 x {cfg.held_out} held out in {time.time() - t0:.0f} s",
+        flush=True,
+    )
 
     tokenizer = build_clip_tokenizer()
     processor = build_clip_processor(tokenizer)

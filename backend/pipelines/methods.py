@@ -32,7 +32,8 @@ def make_method(
             raise FieldError(
                 "method", "method: clip guides with a CLIP model, not a diffusion prior"
             )
-        return DreamFields(prior, prompt, config.guidance_scale)
+        # guidance_scale is per rendered pixel, like the loop's regularisers.
+        return DreamFields(prior, prompt, config.guidance_scale * config.resolution**2)
     if not isinstance(prior, DiffusionPrior):
         raise FieldError("method", f"method: {name} needs a diffusion prior, not a CLIP model")
     if name == "sds":
