@@ -36,6 +36,7 @@ from backend.builtin_model.clip_architecture import (
     build_clip_tokenizer,
 )
 from backend.builtin_model.dataset import DatasetConfig, build_dataset
+from backend.guidance.clip_model import image_embeddings, normalise_pixels, text_embeddings
 from backend.render.shading import ShadingConfig
 
 CLIP_DATA = DatasetConfig(
@@ -117,30 +118,14 @@ def tokenize(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str, 
     )
 
 
-def normalise_pixels(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> CLIP's normalised input."""
-    m = torch.tensor(mean, dtype=images.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images - m) / s
-
-
-def embeddings(
-    model: CLIPModel, pixels: torch.Tensor, tokens: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit image [B, D] and text [N, D] embeddings."""
-    image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
-    text = model.text_projection(model.text_model(**tokens).pooler_output)
-    return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
-
-
 @torch.no_grad()
 def zero_shot_accuracy(
     model: CLIPModel,
     tokenizer: PreTrainedTokenizerFast,
     images: torch.Tensor,
     labels: torch.Tensor,
-    mean: list[float],
-    std: list[float],
+    mean: torch.Tensor,
+    std: torch.Tensor,
 ) -> ZeroShotAccuracy:
     """Accuracy on images [N, 3, H, W] in [0, 1] with labels [N] (indices of
     `world_prompts`)."""
@@ -148,8 +133,9 @@ def zero_shot_accuracy(
     prompts = world_prompts()
     tokens = tokenize(tokenizer, [prompt_of(s, c) for s, c in prompts])
     best = []
+    text = text_embeddings(model, tokens["input_ids"], tokens["attention_mask"])
     for chunk in images.split(256):
-        image, text = embeddings(model, normalise_pixels(chunk, mean, std), tokens)
+        image = image_embeddings(model, normalise_pixels(chunk, mean, std))
         best.append((image @ text.T).argmax(dim=-1))
     predicted = torch.cat(best)
     colours = len(vocabulary.COLOURS)
@@ -200,7 +186,8 @@ def train_clip(out: Path, cfg: ClipTrainConfig) -> dict[str, ZeroShotAccuracy]:
 
     tokenizer = build_clip_tokenizer()
     processor = build_clip_processor(tokenizer)
-    mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
+    mean = torch.tensor(processor.image_processor.image_mean)
+    std = torch.tensor(processor.image_processor.image_std)
     tokens = tokenize(tokenizer, captions)
     model = build_clip_model(tokenizer)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -214,7 +201,8 @@ def train_clip(out: Path, cfg: ClipTrainConfig) -> dict[str, ZeroShotAccuracy]:
             group["lr"] = _lr_at(step, cfg)
         index = torch.randint(0, len(captions), (cfg.batch,), generator=batches)
         pixels = normalise_pixels(images[index].float() / 255.0, mean, std)
-        image, text = embeddings(model, pixels, {k: v[index] for k, v in tokens.items()})
+        image = image_embeddings(model, pixels)
+        text = text_embeddings(model, tokens["input_ids"][index], tokens["attention_mask"][index])
         # CLIP loss: logits_ij = exp(s) <f_i, g_j>; symmetric cross-entropy, with the target
         # of a row spread over every caption of the same shape and colour.
         logits = model.logit_scale.exp() * image @ text.T

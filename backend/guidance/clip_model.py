@@ -54,6 +54,25 @@ def _check_folder(source: str) -> None:
         )
 
 
+def image_embeddings(model: transformers.CLIPModel, pixels: torch.Tensor) -> torch.Tensor:
+    """Unit image embeddings [B, D] (fp32) of normalised pixels [B, 3, S, S]."""
+    pooled = model.vision_model(pixel_values=pixels).pooler_output
+    return F.normalize(model.visual_projection(pooled).float(), dim=-1)
+
+
+def text_embeddings(
+    model: transformers.CLIPModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Unit text embeddings [N, D] (fp32) of token ids and masks [N, L]."""
+    pooled = model.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    return F.normalize(model.text_projection(pooled).float(), dim=-1)
+
+
+def normalise_pixels(rgb: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Images [B, 3, H, W] in [0, 1] -> (rgb - mean) / std with the processor's [3] values."""
+    return (rgb - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
 @dataclass(eq=False)
 class ClipModel:
     """A frozen CLIP and what its image input needs."""
@@ -145,10 +164,7 @@ class ClipModel:
         tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(
             self.device
         )
-        pooled = self.model.text_model(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-        ).pooler_output
-        return F.normalize(self.model.text_projection(pooled).float(), dim=-1)
+        return text_embeddings(self.model, tokens["input_ids"], tokens["attention_mask"])
 
     def pixels(self, rgb: torch.Tensor) -> torch.Tensor:
         """Renders [B, 3, H, W] in [0, 1] -> the vision tower's input [B, 3, S, S]: bilinear
@@ -157,11 +173,9 @@ class ClipModel:
             rgb = F.interpolate(
                 rgb, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
             )
-        x = (rgb - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
-        return x.to(self.dtype)
+        return normalise_pixels(rgb, self.mean, self.std).to(self.dtype)
 
     def encode_images(self, rgb: torch.Tensor) -> torch.Tensor:
         """Unit image embeddings [B, D] (fp32) of renders [B, 3, H, W] in [0, 1],
         differentiable in `rgb`."""
-        pooled = self.model.vision_model(pixel_values=self.pixels(rgb)).pooler_output
-        return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
+        return image_embeddings(self.model, self.pixels(rgb))
