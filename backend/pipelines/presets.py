@@ -283,9 +283,10 @@ CPU_CLIP = {
 }
 """Dream Fields with tiny-clip: CPU SDS's smoothing (400 on the albedo, the edge-preserving 600
 on the density), and tau reaching 0.88 after 100 of the preview's 300 steps (the paper anneals
-over the first 500 of a longer run). "a yellow cone" (seed 0, preview): yellow, judged a cone,
-extent 0.89, R-precision 1.0; with the plain smoothing of 100 its yellow washed out to white,
-and with lambda_T 0.5 it swelled to an extent of 1.2-1.7 (docs/research/dream-fields.md)."""
+over the first 500 of a longer run). With an intermediate tiny-clip, "a yellow cone" (seed 0,
+preview) came out yellow at an extent of 0.89; with the plain smoothing of 100 its yellow
+washed out to white, and with lambda_T 0.5 it swelled to an extent of 1.2-1.7. With the shipped
+tiny-clip every README prompt comes out in its colour (docs/research/dream-fields.md)."""
 
 _BUILTIN_METHOD_OVERRIDES = {
     **_METHOD_OVERRIDES,

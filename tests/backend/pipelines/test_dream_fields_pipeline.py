@@ -97,7 +97,7 @@ def test_a_bad_clip_folder_fails_the_job_naming_the_field(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("prompt", "seed"), [("a green torus", 0)])
+@pytest.mark.parametrize(("prompt", "seed"), [("a yellow cone", 0)])
 def test_tiny_clip_gives_the_asked_colour(prompt, seed):
     """About 1.5 minutes on 2 idle cores (the preview preset and the export)."""
     request = GenerateRequest(prompt=prompt, method="clip", seed=seed)
