@@ -237,6 +237,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         f"torch {torch.__version__}, python {platform.python_version()}"
     )
     model = args.architecture or args.model or "tiny-shapes"
+    if "clip" in methods:
+        model += f" (clip: {args.clip or 'tiny-clip'})"
     weights = " (random weights)" if args.architecture else ""
     print(f"model: {model}{weights}, preset {args.preset}, {args.steps} timed steps")
     print(_sections_table(rows) if args.architecture else _table(rows))
