@@ -28,16 +28,16 @@ def test_the_target_transmittance_anneals_from_half_to_0_88_over_500_steps():
 
 def test_transmittance_loss_is_minus_the_clamped_mean_transmittance():
     opacity = torch.tensor([0.2, 0.6, 0.9, 0.1]).view(2, 1, 1, 2).requires_grad_()
-    mean_t = float((1 - opacity).mean())  # 0.55
+    mean_t = float((1 - opacity.detach()).mean())  # 0.55
     # Below tau: L = -mean T, so dL/d opacity = +1 / N for every pixel.
     loss = transmittance_loss(opacity, 0.7)
-    assert float(loss) == pytest.approx(-mean_t)
+    assert float(loss.detach()) == pytest.approx(-mean_t)
     loss.backward()
     torch.testing.assert_close(opacity.grad, torch.full_like(opacity, 0.25))
     # Above tau: L = -tau, no gradient (the scene may stay as sparse as it is).
     opacity.grad = None
     loss = transmittance_loss(opacity, 0.5)
-    assert float(loss) == pytest.approx(-0.5)
+    assert float(loss.detach()) == pytest.approx(-0.5)
     loss.backward()
     assert float(opacity.grad.abs().sum()) == 0.0
 

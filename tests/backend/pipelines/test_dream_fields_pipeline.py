@@ -99,7 +99,8 @@ def test_a_bad_clip_folder_fails_the_job_naming_the_field(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("prompt", "seed"), [("a yellow cone", 0)])
 def test_tiny_clip_gives_the_asked_colour(prompt, seed):
-    """About 1.5 minutes on 2 idle cores (the preview preset and the export)."""
+    """177 s on a busy 2-core machine (load about 4, 2026-12-07), about 1.5 min idle: the
+    preview preset and the export."""
     request = GenerateRequest(prompt=prompt, method="clip", seed=seed)
     torch.manual_seed(seed)
     events = list(run_job(request, device="cpu", model=None, should_cancel=lambda: False))
