@@ -67,7 +67,7 @@ def test_clip_gradient_reaches_the_field_through_the_image_encoder():
     step = method.step(clip.encode_images(out.rgb), None, cameras.c2w, 0.0, gen)
     # The loss is guidance_scale * L_CLIP of these renders.
     expected = clip_loss(clip.encode_images(out.rgb.detach()), method.text)
-    assert float(step.loss) == pytest.approx(float(expected), abs=1e-5)
+    assert float(step.loss.detach()) == pytest.approx(float(expected), abs=1e-5)
     step.loss.backward()
     grads = [p.grad for p in field.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
