@@ -274,6 +274,7 @@ cylinder) with the interval and its smoothing over 4 views; red, a cube (fill 0.
 
 CPU_CLIP = {
     **CLIP_RECIPE,
+    "resolution": 32,  # tiny-clip's input size (a run renders at its CLIP's, `run_config`)
     "regularisers": replace(
         CPU_INTERVAL_REGULARISERS,
         sparsity=0.0,
