@@ -27,6 +27,9 @@ PROMPTS = {
 }
 EXTENT_BAND = (0.6, 1.0)
 """Largest extent as a share of SDS's at the same prompt and seed (issue 28's goal)."""
+VOXEL = 2.0 / 64
+"""One voxel of the 64^3 grid: the marching-cubes extent is quantised by it, so the band's upper
+end is SDS's extent plus one voxel."""
 
 
 def _done(path: Path) -> dict[tuple[str, str, int], dict]:
@@ -80,7 +83,8 @@ def table(path: Path) -> str:
             text = f"{r['colour']} {r['shape']}, {r['extent']:.2f}"
             if method != "sds" and sds is not None:
                 share = r["extent"] / sds["extent"]
-                right = right and EXTENT_BAND[0] <= share <= EXTENT_BAND[1]
+                low, high = EXTENT_BAND[0] * sds["extent"], EXTENT_BAND[1] * sds["extent"] + VOXEL
+                right = right and low <= r["extent"] <= high
                 text += f" = {share:.2f}"
             cells.append(("ok: " if right else "**no**: ") + text)
         lines.append(f"| {prompt} | {seed} | " + " | ".join(cells) + " |")
