@@ -15,7 +15,7 @@ import torch.nn.functional as F
 class OccupancyConfig:
     """How a field's density is summarised into occupied cells."""
 
-    threshold: float = 0.01
+    threshold: float = 0.03
     """A cell is occupied where an upper bound of its density (per unit length) exceeds this;
     skipping a cell below it changes a ray's optical depth by at most threshold x its length
     in the cell (docs/research/empty-space-skipping.md)."""
