@@ -2,7 +2,9 @@
 machine, with the built-in model (or `--model`, or a full-size published architecture with
 random weights: `--architecture sd-2.1`). Each method runs in its own process so peak memory
 figures do not mix. A step is split into render, encode (VAE), U-Net, LoRA (VSD), backward
-and optimiser. Speed goals are checked here, not in timed tests."""
+and optimiser. Each method is also timed on the reference render path (`RenderConfig.skip_empty`
+off: every ray sampled across the whole cube) in the same run, so the speed-up of empty-space
+skipping is a ratio measured side by side. Speed goals are checked here, not in timed tests."""
 
 from __future__ import annotations
 
@@ -36,9 +38,11 @@ def measure(
     device: str,
     precision: str = "auto",
     architecture: str | None = None,
+    reference: bool = False,
 ) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
-    is the CLIP for method "clip" (None: tiny-clip)."""
+    is the CLIP for method "clip" (None: tiny-clip). reference: render on the reference path
+    (no empty-space skipping)."""
     import torch
 
     from backend.export.export_field import ExportTimings, export_field, to_glb
@@ -61,7 +65,9 @@ def measure(
         preset = preset_config(preset_name, method, prior.family)
     preset_steps = preset.steps
     config = replace(preset, steps=steps + warmup)
-    config = replace(config, preview_every=0)
+    config = replace(
+        config, preview_every=0, render=replace(config.render, skip_empty=not reference)
+    )
     request = GenerateRequest(prompt="a red cube", method=method, preset=preset_name)
     state = LoopState()
     times: list[float] = []
@@ -88,6 +94,7 @@ def measure(
     sections = {k: (v - warm.get(k, 0.0)) / steps for k, v in state.section_ms.items()}
     return {
         "method": method,
+        "path": "reference" if reference else "fast",
         "preset": preset_name,
         "model": architecture or model or ("tiny-clip" if method == "clip" else "tiny-shapes"),
         "precision": prior.precision,
@@ -148,12 +155,18 @@ def _sections_table(rows: list[dict]) -> str:
     return _markdown(header, cells)
 
 
-def _table(rows: list[dict]) -> str:
-    """Step cost, its render and guidance parts, the export and peak RSS per method."""
+def _table(rows: list[dict], baselines: list[dict] | None = None) -> str:
+    """Step cost, its render and guidance parts, the export and peak RSS per method; with
+    `baselines` (the same methods on the reference path, same run) also their step and render
+    costs and the ratios fast / reference."""
     header = ["method", "views x res", "step ms", "render fwd+bwd ms", "guidance ms", "steps/s"]
+    if baselines:
+        header[3:3] = ["reference step ms", "step ratio"]
+        header[6:6] = ["reference render ms", "render ratio"]
     header += ["preset run (est.)", "export ms", "peak RSS MB"]
-    cells = [
-        [
+    cells = []
+    for i, r in enumerate(rows):
+        row = [
             r["method"],
             r["views x res"],
             f"{r['step_ms']:.0f}",
@@ -164,9 +177,37 @@ def _table(rows: list[dict]) -> str:
             f"{r['export_ms']:.0f}",
             f"{r['peak_rss_mb']:.0f}",
         ]
-        for r in rows
-    ]
+        if baselines:
+            base = baselines[i]
+            row[3:3] = [f"{base['step_ms']:.0f}", f"{r['step_ms'] / base['step_ms']:.2f}x"]
+            render_ratio = r["render_fwd_bwd_ms"] / base["render_fwd_bwd_ms"]
+            row[6:6] = [f"{base['render_fwd_bwd_ms']:.0f}", f"{render_ratio:.2f}x"]
+        cells.append(row)
     return _markdown(header, cells)
+
+
+def _measure_apart(args: argparse.Namespace, method: str, reference: bool) -> dict | None:
+    """`measure` in a process of its own (so peak memory figures do not mix); None (after an
+    error line) when it failed."""
+    cmd = [sys.executable, "-m", "backend.bench", "--one", method, "--steps", str(args.steps)]
+    cmd += ["--preset", args.preset, "--device", args.device, "--threads", str(args.threads)]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.clip:
+        cmd += ["--clip", args.clip]
+    if args.architecture:
+        cmd += ["--architecture", args.architecture]
+    if reference:
+        cmd += ["--reference"]
+    cmd += ["--precision", args.precision]
+    path = "reference path" if reference else "fast path"
+    print(f"measuring {method} ({path}) ...", file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"boxdream: error: bench {method}: {last}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(args: argparse.Namespace | None = None) -> int:
@@ -191,6 +232,7 @@ def main(args: argparse.Namespace | None = None) -> int:
             args.device,
             args.precision,
             args.architecture,
+            args.reference,
         )
         print(json.dumps(figures))
         return 0
@@ -200,37 +242,14 @@ def main(args: argparse.Namespace | None = None) -> int:
     if unknown:
         print(f"boxdream: error: methods: {unknown} not in {list(METHODS)}", file=sys.stderr)
         return 2
-    rows = []
+    rows, baselines = [], []
+    side_by_side = args.baseline and not args.architecture
     for method in methods:
-        cmd = [
-            sys.executable,
-            "-m",
-            "backend.bench",
-            "--one",
-            method,
-            "--steps",
-            str(args.steps),
-            "--preset",
-            args.preset,
-            "--device",
-            args.device,
-            "--threads",
-            str(args.threads),
-        ]
-        if args.model:
-            cmd += ["--model", args.model]
-        if args.clip:
-            cmd += ["--clip", args.clip]
-        if args.architecture:
-            cmd += ["--architecture", args.architecture]
-        cmd += ["--precision", args.precision]
-        print(f"measuring {method} ...", file=sys.stderr, flush=True)
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"boxdream: error: bench {method}: {last}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for reference in (True, False) if side_by_side else (False,):
+            row = _measure_apart(args, method, reference)
+            if row is None:
+                return 1
+            (baselines if reference else rows).append(row)
     cpu = platform.processor() or platform.machine()
     print(
         f"machine: {cpu}, {os.cpu_count()} cores, bench used {args.threads} torch threads, "
@@ -241,9 +260,9 @@ def main(args: argparse.Namespace | None = None) -> int:
         model += f" (clip: {args.clip or 'tiny-clip'})"
     weights = " (random weights)" if args.architecture else ""
     print(f"model: {model}{weights}, preset {args.preset}, {args.steps} timed steps")
-    print(_sections_table(rows) if args.architecture else _table(rows))
+    print(_sections_table(rows) if args.architecture else _table(rows, baselines))
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(baselines + rows))
     return 0
 
 
@@ -285,7 +304,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time each method on the reference render path and print the ratios "
+        "(default on; not with --architecture, whose table splits the step instead)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     return parser
 

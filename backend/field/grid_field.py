@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.field_samples import FieldSamples
+from backend.geometry.occupancy import Occupancy, OccupancyConfig, occupied_cells
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,33 @@ class DenseGridField(torch.nn.Module):
             albedo=torch.sigmoid(values[:, 1:4]),
             normal=-F.normalize(gradient, dim=-1),
         )
+
+    @torch.no_grad()
+    def occupancy(self, config: OccupancyConfig) -> Occupancy:
+        """Cells of `config.cell_voxels` voxels a side whose density can exceed the threshold.
+
+        Upper bound in a cell: sigma <= k softplus(max s + max b), as a trilinear s never
+        exceeds the grid values at the cell's vertices, and b(x) = b_0 (1 - |x| / r_b) is
+        largest at the cell's point nearest the origin (farthest when b_0 < 0).
+        """
+        c = self.config
+        n = config.cell_voxels
+        count = -(-(c.resolution - 1) // n)  # cells a side, covering every voxel
+        pad = count * n + 1 - c.resolution  # vertices past the last one (border-clamped)
+        raw = F.pad(self.density_grid, (0, pad) * 3, mode="replicate")
+        raw_max = F.max_pool3d(raw, kernel_size=n + 1, stride=n)[0, 0]  # [C, C, C]
+        cell_size = n * 2.0 * c.bound / (c.resolution - 1)
+        low = -c.bound + cell_size * torch.arange(count, dtype=raw.dtype, device=raw.device)
+        high = low + cell_size
+        if c.blob_density >= 0:  # |x| of the nearest point, per axis
+            reach = torch.where(low > 0, low, torch.where(high < 0, -high, 0.0))
+        else:  # of the farthest point
+            reach = torch.maximum(low.abs(), high.abs())
+        square = reach.square()
+        distance = (square[:, None, None] + square[None, :, None] + square[None, None, :]).sqrt()
+        blob_max = c.blob_density * (1.0 - distance / c.blob_radius)
+        upper = c.density_scale * F.softplus(raw_max + blob_max)
+        return Occupancy(occupied_cells(upper, config), -c.bound, cell_size)
 
     def total_variation(
         self, density_eps: float | None = None

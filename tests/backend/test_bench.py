@@ -32,3 +32,23 @@ def test_architecture_bench_splits_the_step(monkeypatch, method):
 def bench_small(config):
     """The preset at a test's size (a small grid and texture; the bench sets the steps)."""
     return replace(config, grid=GridFieldConfig(resolution=16), face_budget=500, texture_size=64)
+
+
+def test_table_puts_the_reference_path_beside_the_fast_one():
+    def row(path: str, step_ms: float, render_ms: float) -> dict:
+        return {
+            "method": "sds",
+            "path": path,
+            "views x res": "8 x 32^2",
+            "step_ms": step_ms,
+            "render_fwd_bwd_ms": render_ms,
+            "guidance_ms": 100.0,
+            "steps_per_s": 1000.0 / step_ms,
+            "preset_steps": 300,
+            "export_ms": 1000.0,
+            "peak_rss_mb": 650.0,
+        }
+
+    table = bench._table([row("fast", 200.0, 100.0)], [row("reference", 400.0, 250.0)])
+    assert "reference step ms | step ratio" in table and "render ratio" in table
+    assert "| sds | 8 x 32^2 | 200 | 400 | 0.50x | 100 | 250 | 0.40x | 100 |" in table

@@ -180,3 +180,17 @@ def test_each_grids_smoothing_is_weighted_by_its_voxel_share():
     unweighted = ComposedField([LEFT, RIGHT], GRID, background)  # no tuned_resolution
     unweighted.load_state_dict(scene.state_dict())
     torch.testing.assert_close(unweighted.total_variation(0.1)[0], sum(t[0] for t in terms))
+
+
+def test_scenes_and_object_views_render_on_the_reference_path():
+    # Neither has an occupancy grid, so skipping empty space leaves them as they were.
+    scene = ComposedField([LEFT, RIGHT], GRID)
+    random_grids(scene)
+    one = torch.ones(1)
+    camera = orbit_cameras(20 * one, 35 * one, 1.6 * one, 50 * one)
+    args = (8, 8, torch.tensor([int(ShadingMode.LIT)]), torch.full((1, 3), 0.5))
+    with torch.no_grad():
+        for subject in (scene, scene.objects[0].view()):
+            fast = render(subject, camera, *args, RenderConfig(16, 16))
+            reference = render(subject, camera, *args, RenderConfig(16, 16, skip_empty=False))
+            assert torch.equal(fast.rgb, reference.rgb)

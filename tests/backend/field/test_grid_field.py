@@ -63,3 +63,19 @@ def test_total_variation_terms_by_grid():
     assert albedo.item() == 0.0  # uniform grey
     edge_density, _ = field.total_variation(density_eps=0.1)
     assert edge_density.item() == pytest.approx((math.sqrt(4.01) - 0.1) / 3)
+
+
+@pytest.mark.parametrize("blob_density", [3.5, 0.0, -2.0])
+def test_occupancy_holds_every_point_denser_than_its_threshold(blob_density):
+    from backend.geometry.occupancy import OccupancyConfig
+
+    config = GridFieldConfig(resolution=18, blob_density=blob_density, density_scale=2.0)
+    field = DenseGridField(config)
+    with torch.no_grad():
+        spots = torch.rand_like(field.density_grid) < 0.01  # a few dense voxels in empty space
+        field.density_grid.copy_(torch.where(spots, 3.0, -12.0))
+    occupancy = field.occupancy(OccupancyConfig(threshold=0.5, cell_voxels=4, dilation=0))
+    points = torch.rand(20000, 3) * 2.0 - 1.0
+    dense = field.density(points) > 0.5
+    assert dense.any() and not occupancy.cells.all()
+    assert occupancy.contains(points)[dense].all()

@@ -95,9 +95,87 @@ def test_lit_shading_follows_lambert():
 
 
 def test_importance_samples_are_sorted_along_the_ray():
-    from backend.render.ray_sampling import importance_samples
+    from backend.render.ray_sampling import importance_draws, importance_samples
 
     depths = torch.linspace(0, 1, 32).expand(5, 32).contiguous()
     weights = torch.rand(5, 32)
-    fine = importance_samples(depths, weights, 24, torch.Generator().manual_seed(0))
+    draws = importance_draws(5, 24, torch.Generator().manual_seed(0))
+    fine = importance_samples(depths, weights, draws)
     assert (fine.diff(dim=-1) >= 0).all()
+
+
+def _small_object_field(resolution: int = 32):
+    """A grid field holding a small dense box around (0.2, -0.1, 0.1) in empty space."""
+    from backend.field.grid_field import DenseGridField, GridFieldConfig
+
+    field = DenseGridField(GridFieldConfig(resolution=resolution, blob_density=0.0))
+    axis = torch.linspace(-1.0, 1.0, resolution)
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    inside = ((x - 0.2).abs() < 0.3) & ((y + 0.1).abs() < 0.25) & ((z - 0.1).abs() < 0.3)
+    with torch.no_grad():
+        field.density_grid.copy_(torch.where(inside, 6.0, -12.0)[None, None])
+        field.albedo_grid.copy_(torch.randn(field.albedo_grid.shape))
+    return field
+
+
+def _render_with_gradients(field, config, generator_seed=None):
+    """Render four views, backpropagate a fixed loss; (output, density grad, albedo grad)."""
+    cams = orbit_cameras(
+        torch.tensor([15.0, 30.0, -10.0, 60.0]),
+        torch.tensor([0.0, 100.0, 200.0, 290.0]),
+        torch.full((4,), 1.75),
+        torch.full((4,), 55.0),
+    )
+    modes = torch.tensor([int(m) for m in ShadingMode])[torch.tensor([0, 1, 2, 0])]
+    bg = torch.tensor([[0.2, 0.4, 0.6], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    generator = None if generator_seed is None else torch.Generator().manual_seed(generator_seed)
+    field.zero_grad()
+    out = render(field, cams, 16, 16, modes, bg, config, generator=generator)
+    loss = (out.rgb - 0.3).square().sum() + out.opacity.sum() + 10.0 * out.orientation
+    loss.backward()
+    return out, field.density_grid.grad.clone(), field.albedo_grid.grad.clone()
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("seed", [None, 0])
+def test_skipping_is_the_reference_when_every_cell_is_occupied(seed):
+    from backend.field.grid_field import DenseGridField, GridFieldConfig
+
+    field = DenseGridField(GridFieldConfig(resolution=16))  # the start blob fills the cube
+    fast = _render_with_gradients(field, RenderConfig(16, 16), seed)
+    reference = _render_with_gradients(field, RenderConfig(16, 16, skip_empty=False), seed)
+    assert torch.allclose(fast[0].rgb, reference[0].rgb, atol=1e-6)
+    assert torch.allclose(fast[1], reference[1], atol=1e-6)
+    assert torch.allclose(fast[2], reference[2], atol=1e-6)
+
+
+def test_skipping_renders_a_small_object_as_the_reference_does():
+    # Clipping the rays to the occupied box moves the samples, so both paths are compared
+    # where quadrature error is small (192 samples a ray): images within 0.02 per channel
+    # (measured 0.0097), gradients within 6% (relative L2 norm; measured 1.6% and 3.6%).
+    field = _small_object_field()
+    fast = _render_with_gradients(field, RenderConfig(192, 0))
+    reference = _render_with_gradients(field, RenderConfig(192, 0, skip_empty=False))
+    assert reference[0].opacity.max() > 0.9 and reference[0].opacity.min() < 1e-3
+    assert (fast[0].rgb - reference[0].rgb).abs().max() < 0.02
+    assert (fast[0].opacity - reference[0].opacity).abs().max() < 0.02
+    assert _relative(fast[1], reference[1]) < 0.06
+    assert _relative(fast[2], reference[2]) < 0.06
+
+
+def test_a_surface_growing_into_an_empty_cell_gets_gradient_once_refreshed():
+    from backend.geometry.occupancy import OccupancyConfig
+
+    field = _small_object_field()
+    config = RenderConfig(32, 32, occupancy=OccupancyConfig(dilation=0))
+    # A voxel block at (-0.6, 0.5, -0.6), far from the object: empty, so never sampled.
+    block = (slice(4, 10), slice(20, 26), slice(4, 10))  # (z, y, x) grid indices
+    _, density_grad, _ = _render_with_gradients(field, config)
+    assert density_grad[0, 0][block].abs().max() == 0.0
+    with torch.no_grad():  # the surface grows there (an update, or the smoothing)
+        field.density_grid[0, 0][block] = 3.0
+    _, density_grad, _ = _render_with_gradients(field, config)
+    assert density_grad[0, 0][block].abs().max() > 0.0
