@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
+from backend.field.surface_mesh import SurfaceMeshConfig
 from backend.guidance.guidance_interval import GuidanceInterval
 from backend.guidance.prior import ModelFamily
 from backend.pipelines.catalogue import METHODS, PRESETS
@@ -60,6 +61,47 @@ class RegulariserConfig:
             raise ValueError(
                 f"edge_total_variation_eps must be > 0, got {self.edge_total_variation_eps}"
             )
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Stage 2, Magic3D's coarse-to-fine step: the coarse field's surface becomes a mesh
+    (`backend.field.surface_mesh`) that keeps distilling under the same method through the
+    differentiable rasteriser, at a higher resolution (`backend.pipelines.refine`)."""
+
+    steps: int = 150
+    """Optimisation steps of the mesh."""
+    views: int = 4
+    """Views rendered per step."""
+    resolution: int = 64
+    """Render side in pixels (resized to the prior's input size: 64 -> 32 averages 2 x 2
+    pixels for tiny-shapes; 512 is the VAE's input for Stable Diffusion, as Magic3D)."""
+    lr: float = 0.05
+    """Adam learning rate of the offsets and the albedo logits at the first step."""
+    lr_end: float | None = None
+    """Learning rate at the last step (exponential decay from `lr`; None: constant)."""
+    faces: int = 4000
+    """Faces of the starting mesh: the coarse field's marching-cubes surface, cleaned and
+    decimated to this many."""
+    mesh: SurfaceMeshConfig = dataclasses.field(default_factory=SurfaceMeshConfig)
+    """How vertices move (the offset scale)."""
+    laplacian: float = 1.0
+    """lambda of the uniform Laplacian energy (in mean-edge-length units)."""
+    normal_consistency: float = 1.0
+    """lambda of the normal consistency, the mean over shared edges of rho(1 - n_f . n_g)
+    (threestudio's magic3d-refine: 10,000 on the plain form against Stable Diffusion's latent
+    loss at 512 px)."""
+    normal_consistency_eps: float | None = 0.06
+    """eps of the edge-preserving rho(x) = x / (x + eps) (about a 20 deg bend; None: the plain
+    rho(x) = x, which rounds a cube's edges; `backend.field.surface_mesh`)."""
+    preview_every: int = 25
+    """Send a preview image every this many steps (0: never)."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0.0:
+            raise ValueError(f"refine lr must be > 0, got {self.lr}")
+        if self.faces < 4:
+            raise ValueError(f"refine faces must be at least 4, got {self.faces}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +152,9 @@ class DistillConfig:
     """Steps whose field gradient holds a NaN or an inf that a run skips before it fails
     (`backend.guidance.precision.NonFiniteGuard`): a few can be a rare fp16 overflow in the
     prior, more mean the precision is broken for this model."""
+    refine: RefineConfig | None = None
+    """Stage 2, the mesh refinement after this run (None: off; the result is the field's
+    marching-cubes surface)."""
 
     def __post_init__(self) -> None:
         if not self.lr > 0.0:
@@ -170,9 +215,12 @@ are the ones `tiny-shapes` was trained with (one distance, one field of view), s
 prior judges views whose framing it knows. SDS adds its guidance interval
 (`_BUILTIN_METHOD_OVERRIDES`)."""
 
+CPU_REFINE = RefineConfig(laplacian=10.0, normal_consistency=300.0)
+"""Stage 2 with tiny-shapes: renders at 64 px (averaged 2 x 2 into the prior's 32 px)."""
+
 _BUILTIN = {
     "preview": replace(_BUILTIN_RUN, steps=300),
-    "standard": replace(_BUILTIN_RUN, steps=400),
+    "standard": replace(_BUILTIN_RUN, steps=400, refine=CPU_REFINE),
     "high": replace(
         _BUILTIN_RUN,
         steps=1000,
@@ -180,6 +228,7 @@ _BUILTIN = {
         render=RenderConfig(32, 32),
         grid=replace(CPU_START, resolution=96),
         texture_size=1024,
+        refine=replace(CPU_REFINE, steps=2 * CPU_REFINE.steps, faces=2 * CPU_REFINE.faces),
     ),
 }
 
