@@ -12,7 +12,9 @@ VAE, guidance 100); pixel models (DeepFloyd-IF-style) the same at IF's guidance 
 | standard | 400 (4 x 32)           | 5,000 (1 x 64)                     |
 | high     | 1,000 (4 x 48)         | 10,000 (1 x 128)                   |
 
-Built-in SDS, VSD and SJC render 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
+Built-in SDS, VSD and SJC render 8 views per step instead of 4 (`CPU_SDS_VIEWS`). Standard and
+high add stage 2, the mesh refinement (`RefineConfig`): built-in 100 / 200 steps of 4 views at
+64 px, Stable Diffusion and IF 2,000 / 5,000 steps of 1 view at 512 px.
 """
 
 from __future__ import annotations
@@ -82,7 +84,12 @@ class RefineConfig:
     """Learning rate at the last step (exponential decay from `lr`; None: constant)."""
     faces: int = 4000
     """Faces of the starting mesh: the coarse field's marching-cubes surface, cleaned and
-    decimated to this many."""
+    decimated to this many (before `subdivisions`)."""
+    subdivisions: int = 0
+    """Midpoint subdivisions of the decimated mesh (each makes 4 faces of one): decimation
+    leaves few, even triangles for the regularisers to work on, subdivision the density that
+    small angles between neighbours need (an analytic torus decimated to 10k faces measures a
+    3.8 deg median, at 20k 2.8)."""
     mesh: SurfaceMeshConfig = dataclasses.field(default_factory=SurfaceMeshConfig)
     """How vertices move (the offset scale)."""
     laplacian: float = 1.0
@@ -102,6 +109,8 @@ class RefineConfig:
             raise ValueError(f"refine lr must be > 0, got {self.lr}")
         if self.faces < 4:
             raise ValueError(f"refine faces must be at least 4, got {self.faces}")
+        if self.subdivisions < 0:
+            raise ValueError(f"refine subdivisions must be >= 0, got {self.subdivisions}")
 
 
 @dataclass(frozen=True)
@@ -215,12 +224,23 @@ are the ones `tiny-shapes` was trained with (one distance, one field of view), s
 prior judges views whose framing it knows. SDS adds its guidance interval
 (`_BUILTIN_METHOD_OVERRIDES`)."""
 
-CPU_REFINE = RefineConfig(laplacian=10.0, normal_consistency=300.0)
-"""Stage 2 with tiny-shapes: renders at 64 px (averaged 2 x 2 into the prior's 32 px)."""
+CPU_REFINE = RefineConfig(
+    steps=100, faces=5000, subdivisions=1, laplacian=10.0, normal_consistency=1000.0
+)
+"""Stage 2 with tiny-shapes: 100 steps of 4 views at 64 px (averaged 2 x 2 into the prior's
+32 px) on the coarse surface decimated to 5,000 faces and subdivided once (20,000); the
+edge-preserving normal consistency at 1,000 takes "a green torus" to a 2.2 deg median
+neighbour angle (3.8 at the 10,000 faces of stage 1's export) and keeps a cube's fill
+(docs/research/mesh-refinement.md)."""
+CPU_REFINE_FACE_BUDGET = 20_000
+"""Faces of the export after stage 2: the refined mesh as it is (decimating it to 10,000 puts
+an analytic torus's median angle at 3.8 deg; xatlas takes about 3x as long as at 10,000)."""
 
 _BUILTIN = {
     "preview": replace(_BUILTIN_RUN, steps=300),
-    "standard": replace(_BUILTIN_RUN, steps=400, refine=CPU_REFINE),
+    "standard": replace(
+        _BUILTIN_RUN, steps=400, refine=CPU_REFINE, face_budget=CPU_REFINE_FACE_BUDGET
+    ),
     "high": replace(
         _BUILTIN_RUN,
         steps=1000,
@@ -228,9 +248,17 @@ _BUILTIN = {
         render=RenderConfig(32, 32),
         grid=replace(CPU_START, resolution=96),
         texture_size=1024,
-        refine=replace(CPU_REFINE, steps=2 * CPU_REFINE.steps, faces=2 * CPU_REFINE.faces),
+        refine=replace(CPU_REFINE, steps=2 * CPU_REFINE.steps),
+        face_budget=CPU_REFINE_FACE_BUDGET,
     ),
 }
+
+LATENT_REFINE = RefineConfig(
+    steps=2000, views=1, resolution=512, lr=0.01, faces=25_000, normal_consistency=10_000.0
+)
+"""Stage 2 with Stable Diffusion: 512 px renders through the VAE and threestudio's
+magic3d-refine numbers (lr 0.01, normal consistency 10,000; it runs 5,000 steps); not yet
+measured on a GPU."""
 
 _LATENT = {
     "preview": DistillConfig(steps=1500, views=1, resolution=64, guidance_scale=100.0, lr=0.05),
@@ -244,6 +272,7 @@ _LATENT = {
         render=RenderConfig(64, 64),
         face_budget=30_000,
         texture_size=1024,
+        refine=LATENT_REFINE,
     ),
     "high": DistillConfig(
         steps=10000,
@@ -255,6 +284,7 @@ _LATENT = {
         render=RenderConfig(64, 64),
         face_budget=50_000,
         texture_size=2048,
+        refine=replace(LATENT_REFINE, steps=5000, faces=40_000),
     ),
 }
 

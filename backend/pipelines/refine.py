@@ -14,6 +14,7 @@ from functools import partial
 
 import numpy as np
 import torch
+import trimesh
 
 from backend.export.decimate import decimate
 from backend.export.export_field import (
@@ -54,10 +55,13 @@ def initial_surface(
     field: DenseGridField, refine: RefineConfig, export: ExportConfig
 ) -> SurfaceMesh:
     """The coarse field's cleaned marching-cubes surface (as the export draws it), decimated to
-    `refine.faces`, carrying a copy of the field's albedo grid."""
+    `refine.faces` and subdivided `refine.subdivisions` times, carrying a copy of the field's
+    albedo grid."""
     device = field_device(field)
     vertices, faces = field_surface(field, export, device)
     vertices, faces = decimate(vertices, faces, refine.faces)
+    for _ in range(refine.subdivisions):
+        vertices, faces = trimesh.remesh.subdivide(vertices, faces)
     return SurfaceMesh(
         torch.from_numpy(vertices).float().to(device),
         torch.from_numpy(faces).to(device),
