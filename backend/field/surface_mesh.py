@@ -54,14 +54,17 @@ class SurfaceMesh(torch.nn.Module):
         vertices: torch.Tensor,
         faces: torch.Tensor,
         albedo_logits: torch.Tensor,
-        bound: float,
+        grid_half: float | tuple[float, float, float],
         config: SurfaceMeshConfig = SurfaceMeshConfig(),
     ) -> None:
         """vertices [V, 3], faces [F, 3] (outward winding), albedo_logits [1, 3, r, r, r]
-        spanning [-bound, bound]^3 (copied: the source is left as it is)."""
+        (copied: the source is left as it is) spanning [-h, h] per axis, h = `grid_half` (one
+        number, or one per axis when the surface lives in a frame scaled from the grid's, as a
+        composed scene's object in object units)."""
         super().__init__()
         self.config = config
-        self.bound = bound
+        half = torch.as_tensor(grid_half, dtype=torch.float32).expand(3).clone()
+        self.register_buffer("grid_half", half.to(vertices.device))
         vertices = vertices.float()
         faces = faces.long().to(vertices.device)
         self.register_buffer("base_vertices", vertices.clone())
@@ -72,6 +75,11 @@ class SurfaceMesh(torch.nn.Module):
         self.offsets = torch.nn.Parameter(torch.zeros(len(vertices), device=vertices.device))
         self.albedo_grid = torch.nn.Parameter(albedo_logits.detach().clone().float())
 
+    @property
+    def bound(self) -> float:
+        """Half the side of the cube that holds the albedo grid (its largest half extent)."""
+        return float(self.grid_half.max())
+
     def vertices(self) -> torch.Tensor:
         """[V, 3] current positions v^0 + s d n^0."""
         step = self.config.offset_scale * self.offsets[:, None]
@@ -79,7 +87,7 @@ class SurfaceMesh(torch.nn.Module):
 
     def albedo(self, points: torch.Tensor) -> torch.Tensor:
         """a(x) in [0, 1]; [N, 3] -> [N, 3]."""
-        return torch.sigmoid(sample_grid(self.albedo_grid, points, self.bound))
+        return torch.sigmoid(sample_grid(self.albedo_grid, points / self.grid_half, 1.0))
 
     def laplacian(self, vertices: torch.Tensor) -> torch.Tensor:
         """Uniform Laplacian energy of `vertices` [V, 3] in units of the mean edge length."""

@@ -26,6 +26,7 @@ from backend.export.export_field import (
 )
 from backend.export.field_protocol import field_device
 from backend.export.textured_mesh import TexturedMesh
+from backend.field.composed_field import ObjectView
 from backend.field.grid_field import DenseGridField
 from backend.field.surface_mesh import SurfaceMesh
 from backend.guidance.distillation import DistillationMethod
@@ -52,13 +53,22 @@ NO_VOLUME_REGULARISERS = RegulariserConfig(
 
 
 def initial_surface(
-    field: DenseGridField, refine: RefineConfig, export: ExportConfig
+    field: DenseGridField,
+    refine: RefineConfig,
+    export: ExportConfig,
+    view: ObjectView | None = None,
 ) -> SurfaceMesh:
     """The coarse field's cleaned marching-cubes surface (as the export draws it), decimated to
     `refine.faces` and subdivided `refine.subdivisions` times, carrying a copy of the field's
-    albedo grid."""
+    albedo grid; in the field's frame, or in `view`'s (a composed scene's object in object
+    units, where its object-centred cameras are)."""
     device = field_device(field)
-    vertices, faces = field_surface(field, export, device)
+    if view is None:
+        vertices, faces = field_surface(field, export, device)
+        grid_half: float | tuple[float, float, float] = field.bound
+    else:
+        vertices, faces = field_surface(view, export, device)
+        grid_half = view.field_half_extent
     vertices, faces = decimate(vertices, faces, refine.faces)
     for _ in range(refine.subdivisions):
         vertices, faces = trimesh.remesh.subdivide(vertices, faces)
@@ -66,7 +76,7 @@ def initial_surface(
         torch.from_numpy(vertices).float().to(device),
         torch.from_numpy(faces).to(device),
         field.albedo_grid,
-        field.bound,
+        grid_half,
         refine.mesh,
     )
 

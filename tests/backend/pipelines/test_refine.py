@@ -20,13 +20,15 @@ from backend.field.surface_mesh import SurfaceMesh
 from backend.geometry.surface_angles import surface_angles
 from backend.guidance.prior import ModelFamily
 from backend.pipelines.cancel import JobCancelled
+from backend.pipelines.compose import compose
 from backend.pipelines.generate import generate
 from backend.pipelines.methods import distillation_method
 from backend.pipelines.presets import RefineConfig, preset_config
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
 from backend.pipelines.refine import initial_surface, refine_surface
 from backend.render.renderer import RenderConfig
-from protocol.messages import GenerateRequest, Preview, Progress, Result
+from protocol.messages import ComposeRequest, GenerateRequest, Preview, Progress, Result
+from tests.backend.pipelines.test_compose import BOXES, in_box_frame, world_vertices
 
 RESOLUTION = 48
 SPACING = 2.0 / (RESOLUTION - 1)
@@ -167,3 +169,22 @@ def test_cancel_takes_effect_within_one_step_of_stage_2(pixel_prior):
         ):
             seen.append(event)
     assert max(e.step for e in seen if isinstance(e, Progress) and e.stage == "refine") == 2
+
+
+def test_compose_refines_each_object_in_its_box(pixel_prior):
+    config = replace(
+        _fast_config(2),
+        grid=replace(_fast_config().grid, resolution=16),
+        render=RenderConfig(8, 8),
+        export=replace(ExportConfig(), marching=MarchingConfig(32, 48)),
+    )
+    events = list(compose(ComposeRequest(boxes=BOXES), pixel_prior, config, lambda: False))
+    refine = [e for e in events if isinstance(e, Progress) and e.stage == "refine"]
+    assert [p.step for p in refine] == [1, 2, 1, 2]  # both objects, in turn
+    for mesh_out, box in zip(events[-1].meshes, BOXES, strict=True):
+        local = in_box_frame(world_vertices(mesh_out), box)
+        half = np.asarray(box.size) / 2
+        assert (np.abs(local) <= half * 1.001).all(), (mesh_out.name, np.abs(local).max(0), half)
+        # The object keeps the box's proportions (the surface lives in object units).
+        reach = np.abs(local).max(axis=0) / half
+        assert reach.min() > 0.4 and reach.max() - reach.min() < 0.1, reach
