@@ -84,8 +84,9 @@ def run_job(
     preset's optimisation steps: a development and test option (`serve --max-steps`) for
     end-to-end runs that check plumbing, placement and textures in seconds rather than result
     quality (it caps stage 2's steps too). Raises JobCancelled when `should_cancel()` turns
-    true, ProtocolError for input that turns out bad only now (e.g. an unreadable mesh, a prompt outside the built-in
-    model's world) and for a run whose gradients stop being finite (field "precision").
+    true, ProtocolError for input that turns out bad only now (e.g. an unreadable mesh, a
+    prompt outside the built-in model's world) and for a run whose gradients stop being
+    finite (field "precision").
     """
     torch_device = resolve_device(device)
     model_name = request.model or model
