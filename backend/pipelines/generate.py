@@ -39,14 +39,19 @@ def optimise_prompt_particles(
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
     refine_state: LoopState | None = None,
+    stage_1: list[DenseGridField] | None = None,
 ) -> Generator[Progress | Preview, None, list[Optimised]]:
     """Optimise `config.particles` new fields for the request's prompt, in turn, under one
     method (VSD's LoRA learns the renders of all of them); particle i draws from seed
     `request.seed + i`. With `config.refine` set, each field's surface then goes through
     stage 2 under the same method. Yields events and returns the fields, or their refined
-    surfaces; `state` and `refine_state` collect each stage's running numbers."""
+    surfaces; `state` and `refine_state` collect each stage's running numbers. `stage_1`:
+    fields a stage 1 of this request already made (left unchanged), so only stage 2 runs
+    (the README's stage 2 off / on pictures)."""
     torch.manual_seed(request.seed)
-    fields = [DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)]
+    fields = stage_1 or [
+        DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)
+    ]
     with distillation_method(request.method, prior, config, request.prompt) as method:
         embeddings = PromptEmbeddings.encode(prior, request.prompt, request.negative_prompt)
 
@@ -67,6 +72,7 @@ def optimise_prompt_particles(
                 )
             )
             for i, field in enumerate(fields)
+            if stage_1 is None
         ]
         yield from interleave(runs)
         if config.refine is None:
