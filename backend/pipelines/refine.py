@@ -123,23 +123,27 @@ def refine_surface(
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
     eta_tail_s: float = 0.0,
+    stage: str = STAGE,
+    after_step: Callable[[], None] | None = None,
 ) -> Generator[Progress | Preview, None, SurfaceMesh]:
     """Run stage 2 on `surface` (from `initial_surface`) under `method`; `sample_views` makes
-    the run's view sampler from the stage's config. Yields events, returns the surface."""
+    the run's view sampler from the stage's config; `stage` names its events, `after_step`
+    runs after each update (a shape edit's region). Yields events, returns the surface."""
     refine = config.refine
     if refine is None:
         raise ValueError("refine_surface needs a config with refine set")
-    stage = stage_config(config)
+    run = stage_config(config)
     yield from distill(
         DistillRun(
             surface,
             prior,
             method,
-            stage,
-            sample_views(stage),
+            run,
+            sample_views(run),
             generator,
             should_cancel,
-            stage=STAGE,
+            stage=stage,
+            after_step=after_step,
             state=state,
             eta_tail_s=eta_tail_s,
             renderer=render_mesh,
