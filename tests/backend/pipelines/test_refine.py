@@ -142,10 +142,10 @@ def test_refinement_smooths_a_bumpy_surface_and_keeps_a_cube_full(pixel_prior):
     assert _fill(cube.vertices().detach().numpy(), cube.faces.numpy()) > 0.92
 
 
-def test_generate_runs_stage_2_names_it_and_exports_the_refined_surface(pixel_prior):
-    events = list(
-        generate(GenerateRequest(prompt="a red cube"), pixel_prior, _fast_config(), lambda: False)
-    )
+@pytest.mark.parametrize("method", ["sds", "vsd", "sjc"])
+def test_generate_runs_stage_2_names_it_and_exports_the_refined_surface(pixel_prior, method):
+    request = GenerateRequest(prompt="a red cube", method=method)
+    events = list(generate(request, pixel_prior, _fast_config(), lambda: False))
     refine = [e for e in events if isinstance(e, Progress) and e.stage == "refine"]
     assert [p.step for p in refine] == [1, 2, 3] and all(p.total == 3 for p in refine)
     stages = [e.stage for e in events if isinstance(e, Preview)]
