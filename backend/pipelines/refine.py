@@ -25,6 +25,7 @@ from backend.export.export_field import (
     texture_surface,
 )
 from backend.export.field_protocol import field_device
+from backend.export.normal_bake import bake_normal_map, welded_normals
 from backend.export.textured_mesh import TexturedMesh
 from backend.field.composed_field import ObjectView
 from backend.field.grid_field import DenseGridField
@@ -162,7 +163,8 @@ def export_surface(
     timings: ExportTimings | None = None,
 ) -> TexturedMesh:
     """The refined surface as a textured mesh: decimated to the preset's face budget,
-    unwrapped, its albedo baked."""
+    unwrapped, its albedo baked; when the budget decimated it, with a normal map baked from
+    the refined surface (`backend.export.normal_bake`), so its detail still shades."""
     with torch.no_grad():
         vertices = surface.vertices().detach().cpu().double().numpy()
     faces = surface.faces.cpu().numpy().astype(np.int64)
@@ -172,7 +174,7 @@ def export_surface(
         with torch.no_grad():
             return surface.albedo(points.to(device)).cpu()
 
-    return texture_surface(
+    mesh = texture_surface(
         vertices,
         faces,
         albedo,
@@ -182,6 +184,20 @@ def export_surface(
         name=name,
         timings=timings,
     )
+    if len(faces) <= config.face_budget:
+        return mesh
+    normals = welded_normals(mesh.vertices, mesh.faces)
+    normal_map = bake_normal_map(
+        mesh.vertices,
+        mesh.faces,
+        mesh.uvs,
+        normals,
+        vertices,
+        faces,
+        config.texture_size,
+        config.export.padding,
+    )
+    return replace(mesh, normals=normals, normal_texture=normal_map)
 
 
 def export_optimised(
