@@ -17,7 +17,7 @@ import torch
 
 from backend.export.cleanup import CleanupConfig, clean_mesh
 from backend.export.decimate import decimate
-from backend.export.field_protocol import ExportableField, field_device
+from backend.export.field_protocol import DensityField, ExportableField, field_device
 from backend.export.glb import write_glb
 from backend.export.marching import MarchingConfig, marching_cubes
 from backend.export.texture_bake import ColourFn, bake_texture
@@ -111,7 +111,7 @@ def export_field(
 
 
 def field_surface(
-    field: ExportableField,
+    field: DensityField,
     config: ExportConfig,
     device: torch.device,
     timings: ExportTimings | None = None,

@@ -10,7 +10,7 @@ import pytest
 from backend import bench
 from backend.field.grid_field import GridFieldConfig
 from backend.guidance import architectures
-from backend.pipelines import presets
+from backend.pipelines import presets, runner
 from tests.tiny_priors import tiny_latent_prior
 
 
@@ -32,3 +32,21 @@ def test_architecture_bench_splits_the_step(monkeypatch, method):
 def bench_small(config):
     """The preset at a test's size (a small grid and texture; the bench sets the steps)."""
     return replace(config, grid=GridFieldConfig(resolution=16), face_budget=500, texture_size=64)
+
+
+def test_bench_splits_stage_2_when_the_preset_has_it(monkeypatch, pixel_prior):
+    real = presets.preset_config
+
+    def with_stage_2(*args):
+        config = bench_small(real(*args))
+        refine = presets.RefineConfig(steps=1, views=2, resolution=16, faces=200)
+        return replace(config, refine=refine, resolution=16)
+
+    monkeypatch.setattr(presets, "preset_config", with_stage_2)
+    monkeypatch.setattr(runner, "load_prior", lambda *args: pixel_prior)
+    row = bench.measure("sds", 1, "standard", None, "cpu", "fp32")
+    refine = row["refine"]
+    assert refine["views x res"] == "2 x 16^2" and refine["step_ms"] > 0
+    assert set(refine["section_ms"]) >= {"render", "guidance", "regularisers", "backward"}
+    assert refine["regularisers_ms"] > 0 and refine["rasterise_fwd_bwd_ms"] > 0
+    assert "| sds | 2 x 16^2 | 200 |" in bench._refine_table([row])
