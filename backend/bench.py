@@ -99,7 +99,7 @@ def measure(
         refine_ms, refine_sections = per_step("refine", refine_state)
         refine = {
             "views x res": f"{config.refine.views} x {config.refine.resolution}^2",
-            "faces": config.refine.faces,
+            "faces": config.refine.faces * 4**config.refine.subdivisions,
             "step_ms": refine_ms,
             "rasterise_fwd_bwd_ms": sum(refine_sections[k] for k in RENDER_SECTIONS),
             "guidance_ms": sum(

@@ -39,7 +39,7 @@ def test_bench_splits_stage_2_when_the_preset_has_it(monkeypatch, pixel_prior):
 
     def with_stage_2(*args):
         config = bench_small(real(*args))
-        refine = presets.RefineConfig(steps=1, views=2, resolution=16, faces=200)
+        refine = presets.RefineConfig(steps=1, views=2, resolution=16, faces=200, subdivisions=1)
         return replace(config, refine=refine, resolution=16)
 
     monkeypatch.setattr(presets, "preset_config", with_stage_2)
@@ -49,4 +49,4 @@ def test_bench_splits_stage_2_when_the_preset_has_it(monkeypatch, pixel_prior):
     assert refine["views x res"] == "2 x 16^2" and refine["step_ms"] > 0
     assert set(refine["section_ms"]) >= {"render", "guidance", "regularisers", "backward"}
     assert refine["regularisers_ms"] > 0 and refine["rasterise_fwd_bwd_ms"] > 0
-    assert "| sds | 2 x 16^2 | 200 |" in bench._refine_table([row])
+    assert "| sds | 2 x 16^2 | 800 |" in bench._refine_table([row])  # 200 subdivided once
