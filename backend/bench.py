@@ -1,10 +1,14 @@
 """`boxdream bench`: per-step cost of each distillation method and of the export, on this
 machine, with the built-in model (or `--model`, or a full-size published architecture with
 random weights: `--architecture sd-2.1`). Each method runs in its own process so peak memory
-figures do not mix. A step is split into render, encode (VAE), U-Net, LoRA (VSD), backward
-and optimiser. Each method is also timed on the reference render path (`RenderConfig.skip_empty`
-off: every ray sampled across the whole cube) in the same run, so the speed-up of empty-space
-skipping is a ratio measured side by side. Speed goals are checked here, not in timed tests."""
+figures do not mix. A step is split into render, encode (VAE), U-Net, LoRA (VSD), regularisers,
+backward and optimiser; presets with stage 2 (the mesh refinement) get its step split too
+(rasterise forward + backward, guidance, regularisers). Each method is also timed on the
+reference render path (`RenderConfig.skip_empty` off: every ray sampled across the whole cube)
+in the same run, so the speed-up of empty-space skipping is a ratio measured side by side.
+`--surface` runs whole jobs of the preset and reports the exported surface's smoothness
+(`backend.geometry.surface_angles`). Speed and surface goals are checked here, not in timed
+tests."""
 
 from __future__ import annotations
 
@@ -45,12 +49,13 @@ def measure(
     (no empty-space skipping)."""
     import torch
 
-    from backend.export.export_field import ExportTimings, export_field, to_glb
+    from backend.export.export_field import ExportTimings, to_glb
     from backend.guidance.architectures import BUILDERS
     from backend.guidance.precision import resolve_precision
-    from backend.pipelines.distill_loop import LoopState
+    from backend.pipelines.distill_loop import RENDER_SECTIONS, LoopState
     from backend.pipelines.generate import optimise_prompt_field
     from backend.pipelines.presets import preset_config
+    from backend.pipelines.refine import export_optimised
     from backend.pipelines.runner import load_guide, resolve_device, run_config
     from protocol.messages import GenerateRequest
 
@@ -58,40 +63,62 @@ def measure(
     if architecture is None:
         prior = load_guide(method, model, torch_device, precision)
         warmup = WARMUP_STEPS
-        preset = run_config(preset_name, method, prior)
+        preset_run = run_config(preset_name, method, prior)
     else:
         prior = BUILDERS[architecture](torch_device, resolve_precision(precision, torch_device))
         warmup = ARCHITECTURE_WARMUP_STEPS
-        preset = preset_config(preset_name, method, prior.family)
-    preset_steps = preset.steps
-    config = replace(preset, steps=steps + warmup)
-    config = replace(
-        config, preview_every=0, render=replace(config.render, skip_empty=not reference)
-    )
+        preset_run = preset_config(preset_name, method, prior.family)
+    preset_steps = preset_run.steps
+    config = replace(preset_run, steps=steps + warmup, preview_every=0)
+    config = replace(config, render=replace(config.render, skip_empty=not reference))
+    if config.refine is not None:
+        config = replace(config, refine=replace(config.refine, steps=steps + warmup))
     request = GenerateRequest(prompt="a red cube", method=method, preset=preset_name)
-    state = LoopState()
-    times: list[float] = []
-    loop = optimise_prompt_field(request, prior, config, lambda: False, state)
+    state, refine_state = LoopState(), LoopState()
+    times: dict[str, list[float]] = {"optimise": [], "refine": []}
+    loop = optimise_prompt_field(request, prior, config, lambda: False, state, refine_state)
     tick = time.perf_counter()
-    warm: dict[str, float] = {}
+    warm: dict[str, dict[str, float]] = {}
     try:
         while True:
-            next(loop)
+            event = next(loop)
             now = time.perf_counter()
-            times.append(now - tick)
+            times[event.stage].append(now - tick)
             tick = now
-            if state.step == warmup:
-                warm = dict(state.section_ms)
+            running = state if event.stage == "optimise" else refine_state
+            if running.step == warmup:
+                warm[event.stage] = dict(running.section_ms)
     except StopIteration as done:
-        field = done.value
-    measured = times[warmup:]
+        result = done.value
     timings = ExportTimings()
-    mesh = export_field(
-        field, config.export, config.face_budget, config.texture_size, timings=timings
-    )
+    mesh = export_optimised(result, config, timings=timings)
     to_glb(mesh, timings=timings)
-    step_ms = 1000 * sum(measured) / len(measured)
-    sections = {k: (v - warm.get(k, 0.0)) / steps for k, v in state.section_ms.items()}
+
+    def per_step(stage: str, running: LoopState) -> tuple[float, dict[str, float]]:
+        measured = times[stage][warmup:]
+        before = warm.get(stage, {})
+        return 1000 * sum(measured) / len(measured), {
+            k: (v - before.get(k, 0.0)) / steps for k, v in running.section_ms.items()
+        }
+
+    step_ms, sections = per_step("optimise", state)
+    refine = None
+    if config.refine is not None:
+        refine_ms, refine_sections = per_step("refine", refine_state)
+        refine = {
+            "views x res": f"{config.refine.views} x {config.refine.resolution}^2",
+            "faces": config.refine.faces * 4**config.refine.subdivisions,
+            "step_ms": refine_ms,
+            "rasterise_fwd_bwd_ms": sum(refine_sections[k] for k in RENDER_SECTIONS),
+            "guidance_ms": sum(
+                v
+                for k, v in refine_sections.items()
+                if k not in RENDER_SECTIONS and k != "regularisers"
+            ),
+            "regularisers_ms": refine_sections["regularisers"],
+            "section_ms": refine_sections,
+            "preset_steps": preset_run.refine.steps,
+        }
     return {
         "method": method,
         "path": "reference" if reference else "fast",
@@ -103,20 +130,91 @@ def measure(
         "samples/ray": config.render.coarse_samples + config.render.fine_samples,
         "grid": config.grid.resolution,
         "step_ms": step_ms,
-        "render_fwd_bwd_ms": sections["render"] + sections["backward"] + sections["optimiser"],
+        # The volume's smoothing terms count with the render, as they did before they were
+        # timed apart.
+        "render_fwd_bwd_ms": sum(sections[k] for k in (*RENDER_SECTIONS, "regularisers")),
         "guidance_ms": sum(
-            v for k, v in sections.items() if k not in ("render", "backward", "optimiser")
+            v for k, v in sections.items() if k not in (*RENDER_SECTIONS, "regularisers")
         ),
         "section_ms": sections,
         "steps_per_s": 1000.0 / step_ms,
         "preset_steps": preset_steps,
         "export_ms": timings.total_ms,
         "export_faces": int(mesh.faces.shape[0]),
+        "refine": refine,
         "peak_rss_mb": _peak_rss_mb(),
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available()
         else None,
     }
+
+
+SURFACE_PROMPTS = ("a blue sphere", "a yellow cone", "a green torus")
+"""The prompts of the surface goal (issue 31): the median angle between neighbouring faces at
+most 3 deg and the 90th percentile at most 10 deg at the standard preset."""
+
+
+def measure_surface(
+    prompt: str, method: str, preset: str, model: str | None, device: str, seed: int = 0
+) -> dict:
+    """One whole generate job: seconds per stage and the exported surface's angles."""
+    import torch
+
+    from backend.export.glb import read_glb
+    from backend.geometry.surface_angles import surface_angles
+    from backend.pipelines.generate import generate
+    from backend.pipelines.presets import preset_config
+    from backend.pipelines.runner import load_prior, resolve_device
+    from protocol.messages import GenerateRequest, Progress, Result
+
+    prior = load_prior(model, resolve_device(device))
+    config = replace(preset_config(preset, method, prior.family), preview_every=0)
+    request = GenerateRequest(prompt=prompt, method=method, preset=preset, seed=seed)
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+    result = None
+    for event in generate(request, prior, config, lambda: False):
+        now = time.perf_counter()
+        stage = event.stage if isinstance(event, Progress) else "export"
+        seconds[stage] = seconds.get(stage, 0.0) + now - tick
+        tick = now
+        if isinstance(event, Result):
+            result = event
+    (mesh,) = read_glb(result.meshes[0].glb)
+    angles = surface_angles(mesh.vertices, mesh.faces)
+    return {
+        "prompt": prompt,
+        "method": method,
+        "preset": preset,
+        "seed": seed,
+        "seconds": seconds,
+        "total_s": sum(seconds.values()),
+        "median_deg": angles.median_deg,
+        "p90_deg": angles.p90_deg,
+        "faces": len(mesh.faces),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _surface_table(rows: list[dict]) -> str:
+    """Whole jobs: time per stage and the exported surface's neighbour angles."""
+    header = ["prompt", "method", "stage 1 s", "stage 2 s", "export s", "total s"]
+    header += ["median deg", "p90 deg", "faces"]
+    cells = [
+        [
+            r["prompt"],
+            r["method"],
+            f"{r['seconds'].get('optimise', 0.0):.0f}",
+            f"{r['seconds'].get('refine', 0.0):.0f}",
+            f"{r['seconds'].get('export', 0.0):.0f}",
+            f"{r['total_s']:.0f}",
+            f"{r['median_deg']:.2f}",
+            f"{r['p90_deg']:.2f}",
+            str(r["faces"]),
+        ]
+        for r in rows
+    ]
+    return _markdown(header, cells)
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -126,8 +224,37 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _run_estimate_s(row: dict) -> float:
-    """Seconds of a whole run of the preset at the measured step cost, plus the export."""
-    return row["preset_steps"] * row["step_ms"] / 1000 + row["export_ms"] / 1000
+    """Seconds of a whole run of the preset at the measured step costs (stage 1, and stage 2
+    when the preset has it), plus the export."""
+    refine = row.get("refine")
+    stage_2 = 0.0 if refine is None else refine["preset_steps"] * refine["step_ms"] / 1000
+    return row["preset_steps"] * row["step_ms"] / 1000 + stage_2 + row["export_ms"] / 1000
+
+
+def _refine_table(rows: list[dict]) -> str:
+    """Stage 2's step split per method: rasterise forward + backward (with the optimiser
+    update), guidance (U-Net, VSD's LoRA), the mesh regularisers' forward."""
+    header = ["method", "stage 2 views x res", "faces", "step ms", "rasterise fwd+bwd ms"]
+    header += ["guidance ms", "regularisers ms", "stage 2 run (est.)"]
+    cells = []
+    for r in rows:
+        refine = r["refine"]
+        if refine is None:
+            continue
+        run_s = refine["preset_steps"] * refine["step_ms"] / 1000
+        cells.append(
+            [
+                r["method"],
+                refine["views x res"],
+                str(refine["faces"]),
+                f"{refine['step_ms']:.0f}",
+                f"{refine['rasterise_fwd_bwd_ms']:.0f}",
+                f"{refine['guidance_ms']:.0f}",
+                f"{refine['regularisers_ms']:.0f}",
+                f"{run_s:.0f} s ({refine['preset_steps']} steps)",
+            ]
+        )
+    return _markdown(header, cells)
 
 
 def _sections_table(rows: list[dict]) -> str:
@@ -217,11 +344,23 @@ def main(args: argparse.Namespace | None = None) -> int:
     import torch
 
     if args.preset is None:
-        args.preset = "standard" if args.architecture else "preview"
+        args.preset = "standard" if args.architecture or args.surface else "preview"
     if args.quality:
         from backend.quality_table import main as quality_main
 
         return quality_main(args)
+    if args.surface:
+        torch.set_num_threads(args.threads)
+        rows = [
+            measure_surface(prompt, method, args.preset, args.model, args.device)
+            for method in args.methods.split(",")
+            for prompt in SURFACE_PROMPTS
+        ]
+        print(f"whole {args.preset} jobs, {args.threads} torch threads, seed 0")
+        print(_surface_table(rows))
+        if args.json:
+            print(json.dumps(rows))
+        return 0
     if args.one:
         torch.set_num_threads(args.threads)
         figures = measure(
@@ -261,6 +400,9 @@ def main(args: argparse.Namespace | None = None) -> int:
     weights = " (random weights)" if args.architecture else ""
     print(f"model: {model}{weights}, preset {args.preset}, {args.steps} timed steps")
     print(_sections_table(rows) if args.architecture else _table(rows, baselines))
+    if any(row.get("refine") for row in rows):
+        print("stage 2 (mesh refinement):")
+        print(_refine_table(rows))
     if args.json:
         print(json.dumps(baselines + rows))
     return 0
@@ -313,6 +455,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--surface",
+        action="store_true",
+        help="run whole jobs of the preset (standard by default) for the surface-goal prompts "
+        "and report the exported surface's neighbour angles (pass --methods sds for one method)",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     return parser
 

@@ -608,6 +608,13 @@ class Preview(Message):
 
     step: int = wire(integer(0, MAX_INT), "integer", "the step the render is from")
     png: bytes = wire(_png, "frame", "a PNG image, ≤ max_preview_bytes")
+    stage: str = wire(
+        label,
+        "string",
+        'the stage the render shows, as in progress ("optimise", "refine"); absent: "optimise"',
+        may_be_absent=True,
+        default="optimise",
+    )
     job: str | None = None
     """The job (set by the worker; pipelines leave it None)."""
 

@@ -17,10 +17,10 @@ import torch
 
 from backend.export.cleanup import CleanupConfig, clean_mesh
 from backend.export.decimate import decimate
-from backend.export.field_protocol import ExportableField, field_device
+from backend.export.field_protocol import DensityField, ExportableField, field_device
 from backend.export.glb import write_glb
 from backend.export.marching import MarchingConfig, marching_cubes
-from backend.export.texture_bake import bake_texture
+from backend.export.texture_bake import ColourFn, bake_texture
 from backend.export.textured_mesh import TexturedMesh
 from backend.export.uv_unwrap import unwrap_uv
 
@@ -93,26 +93,61 @@ def export_field(
     milliseconds to it. Raises MeshError if the field is empty.
     """
     device = field_device(field) if device is None else torch.device(device)
+    vertices, faces = field_surface(field, config, device, timings)
 
+    def albedo_on_device(points: torch.Tensor) -> torch.Tensor:
+        return field.albedo(points.to(device))
+
+    return texture_surface(
+        vertices,
+        faces,
+        albedo_on_device,
+        config,
+        face_budget,
+        texture_size,
+        name=name,
+        timings=timings,
+    )
+
+
+def field_surface(
+    field: DensityField,
+    config: ExportConfig,
+    device: torch.device,
+    timings: ExportTimings | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The field's cleaned marching-cubes surface: (vertices [V, 3] float64, faces [F, 3]
+    int64, outward winding). Raises MeshError if the field is empty."""
     with _timed(timings, "marching"):
         surface = marching_cubes(field.density, field.bound, config.marching, device)
     with _timed(timings, "cleanup"):
-        vertices, faces = clean_mesh(surface.vertices, surface.faces, config.cleanup)
+        return clean_mesh(surface.vertices, surface.faces, config.cleanup)
+
+
+def texture_surface(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    albedo: ColourFn,
+    config: ExportConfig,
+    face_budget: int,
+    texture_size: int,
+    *,
+    name: str = "boxdream_object",
+    timings: ExportTimings | None = None,
+) -> TexturedMesh:
+    """A surface (vertices [V, 3], faces [F, 3]) decimated to `face_budget`, unwrapped and
+    with its base colour baked from `albedo` (points [N, 3] -> colours [N, 3])."""
     with _timed(timings, "decimate"):
         vertices, faces = decimate(vertices, faces, face_budget)
     with _timed(timings, "unwrap"):
         unwrap = unwrap_uv(vertices, faces, texture_size, config.padding)
         vertices = vertices[unwrap.vertex_map]
-
-    def albedo_on_device(points: torch.Tensor) -> torch.Tensor:
-        return field.albedo(points.to(device))
-
     with _timed(timings, "bake"):
         baked = bake_texture(
             vertices,
             unwrap.faces,
             unwrap.uvs,
-            albedo_on_device,
+            albedo,
             texture_size,
             config.padding,
             config.chunk_size,

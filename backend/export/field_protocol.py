@@ -8,6 +8,17 @@ from typing import Protocol, runtime_checkable
 import torch
 
 
+class DensityField(Protocol):
+    """A density field living in the cube [-bound, bound]^3 (what marching cubes needs)."""
+
+    bound: float
+    """Half the side of the cube that holds the field."""
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        """Volume density sigma >= 0: points [N, 3] -> [N]."""
+        ...
+
+
 @runtime_checkable
 class ExportableField(Protocol):
     """A density + albedo field living in the cube [-bound, bound]^3 (local coordinates, metres,

@@ -73,7 +73,8 @@ def write_glb(meshes: Sequence[TexturedMesh]) -> bytes:
     """One GLB holding every mesh as a named node with its transform.
 
     Each mesh gets a PBR material (metallic 0, roughness ROUGHNESS) whose baseColorTexture is
-    the mesh's texture as PNG; vertex colours go to COLOR_0. Raises MeshError on invalid meshes
+    the mesh's texture as PNG (and normalTexture its normal map); vertex colours go to COLOR_0,
+    normals (when given) to NORMAL. Raises MeshError on invalid meshes
     or repeated names.
     """
     if not meshes:
@@ -86,9 +87,11 @@ def write_glb(meshes: Sequence[TexturedMesh]) -> bytes:
         validate_mesh(mesh)
         if mesh.texture is not None and mesh.uvs is None:
             raise MeshError(f"mesh {mesh.name!r} has a texture but no uvs", "uvs")
+        normal_map = mesh.normal_texture
         material = PBRMaterial(
             name=f"{mesh.name}_material",
             baseColorTexture=None if mesh.texture is None else Image.fromarray(mesh.texture),
+            normalTexture=None if normal_map is None else Image.fromarray(normal_map),
             baseColorFactor=None if mesh.base_color is None else list(mesh.base_color),
             metallicFactor=0.0,
             roughnessFactor=ROUGHNESS,
@@ -101,6 +104,7 @@ def write_glb(meshes: Sequence[TexturedMesh]) -> bytes:
             faces=mesh.faces,
             visual=visual,
             process=False,
+            vertex_normals=None if mesh.normals is None else z_up_to_gltf(mesh.normals),
         )
         scene.add_geometry(
             geometry,

@@ -35,6 +35,11 @@ class TexturedMesh:
     (None: no factor, i.e. white)."""
     transform: np.ndarray = field(default_factory=lambda: np.eye(4))
     """[4, 4] float64 local-to-world matrix (Z up)."""
+    normals: np.ndarray | None = None
+    """[V, 3] unit vertex normals, written as glTF NORMAL (None: viewers compute them)."""
+    normal_texture: np.ndarray | None = None
+    """[H, W, 3] uint8 tangent-space normal map (glTF normalTexture, `backend.export.
+    normal_bake`); needs `uvs` and `normals`."""
 
 
 def validate_mesh(mesh: TexturedMesh, max_faces: int | None = None) -> None:
@@ -78,6 +83,21 @@ def validate_mesh(mesh: TexturedMesh, max_faces: int | None = None) -> None:
         raise MeshError(
             f"{label}: vertex_colors must be [{len(vertices)}, 4], got {mesh.vertex_colors.shape}",
             "vertex_colors",
+        )
+    if mesh.normals is not None and (
+        mesh.normals.shape != (len(vertices), 3) or not np.isfinite(mesh.normals).all()
+    ):
+        raise MeshError(f"{label}: normals must be finite [{len(vertices)}, 3]", "normals")
+    if mesh.normal_texture is not None and (
+        mesh.uvs is None
+        or mesh.normals is None
+        or mesh.normal_texture.ndim != 3
+        or mesh.normal_texture.shape[2] != 3
+        or mesh.normal_texture.dtype != np.uint8
+    ):
+        raise MeshError(
+            f"{label}: a normal texture must be [H, W, 3] uint8 on a mesh with uvs and normals",
+            "normal_texture",
         )
     if mesh.transform.shape != (4, 4) or not np.isfinite(mesh.transform).all():
         raise MeshError(f"{label}: transform must be a finite 4x4 matrix", "transform")

@@ -140,6 +140,12 @@ class ObjectView:
         half = torch.tensor(obj.box.half_size) * obj.unit
         self._to_field = obj.field.bound / half  # [3] object units -> field frame, per axis
 
+    @property
+    def field_half_extent(self) -> tuple[float, float, float]:
+        """Half extents, in object units, of the object's field cube (its box)."""
+        half = self.obj.field.bound / self._to_field
+        return (float(half[0]), float(half[1]), float(half[2]))
+
     def _field_points(self, points: torch.Tensor) -> torch.Tensor:
         return points * self._to_field.to(points)
 

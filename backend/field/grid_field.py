@@ -44,6 +44,14 @@ class GridFieldConfig:
     """Initial albedo (grey)."""
 
 
+def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
+    """Trilinear lookup of a grid [1, C, r, r, r] spanning [-bound, bound]^3 (axes z, y, x;
+    corners on the cube's corners) at points [N, 3] -> [N, C]; border-clamped outside."""
+    coords = (points / bound).view(1, -1, 1, 1, 3)
+    out = F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.view(grid.shape[1], -1).t()
+
+
 class DenseGridField(torch.nn.Module):
     """Density + albedo on a dense voxel grid (see module docstring)."""
 
@@ -80,11 +88,7 @@ class DenseGridField(torch.nn.Module):
 
     def _sample(self, grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Trilinear lookup of [1, C, r, r, r] at [N, 3] -> [N, C]; border-clamped outside."""
-        coords = (points / self.config.bound).view(1, -1, 1, 1, 3)
-        out = F.grid_sample(
-            grid, coords, mode="bilinear", padding_mode="border", align_corners=True
-        )
-        return out.view(grid.shape[1], -1).t()
+        return sample_grid(grid, points, self.config.bound)
 
     def raw_density(self, points: torch.Tensor) -> torch.Tensor:
         """s(x) + b(x) before the softplus; [N, 3] -> [N]."""

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
 
 from backend.export.errors import MeshError
 from backend.export.export_field import export_field, to_glb
-from backend.field.composed_field import BoxedObject, ComposedField, SceneFrame, object_grid
+from backend.field.composed_field import ComposedField, SceneFrame, object_grid
+from backend.field.surface_mesh import SurfaceMesh
 from backend.geometry.oriented_box import OrientedBox
 from backend.guidance.camera_condition import camera_condition
 from backend.guidance.distillation import GuidedNoise
@@ -49,6 +51,13 @@ from backend.pipelines.methods import distillation_method
 from backend.pipelines.naming import mesh_name
 from backend.pipelines.presets import DistillConfig
 from backend.pipelines.prompt_guidance import PromptEmbeddings, prompt_view_sampler
+from backend.pipelines.refine import (
+    Optimised,
+    export_optimised,
+    initial_surface,
+    refine_eta_s,
+    refine_surface,
+)
 from backend.render.box_masks import box_masks
 from backend.render.cameras import Cameras, sample_cameras
 from protocol.errors import ErrorCode, ProtocolError
@@ -141,28 +150,40 @@ def _check_request(request: ComposeRequest) -> None:
         )
 
 
+def _empty_object(prompt: str, index: int, exc: MeshError) -> ProtocolError:
+    """The error of an object that came out empty, on its box."""
+    path = join("boxes", index)
+    return ProtocolError(
+        ErrorCode.BAD_VALUE,
+        path,
+        f"{path}: the object for {prompt!r} came out empty ({exc}); try another seed, "
+        "method or preset",
+    )
+
+
 def _export_object(
-    obj: BoxedObject, box: OrientedBox, prompt: str, index: int, config: DistillConfig, name: str
+    result: Optimised,
+    box: OrientedBox,
+    prompt: str,
+    index: int,
+    config: DistillConfig,
+    name: str,
 ) -> ResultMesh:
-    """One object's mesh: vertices in its box frame (metres), the box's pose as transform. An
-    empty object is a ProtocolError on its box."""
+    """One object's mesh (from its field, or its refined surface): vertices in its box frame
+    (metres), the box's pose as transform. An empty object is a ProtocolError on its box."""
     try:
-        mesh = export_field(
-            obj.field, config.export, config.face_budget, config.texture_size, name=name
-        )
+        mesh = export_optimised(result, config, name=name)
     except MeshError as exc:
-        path = join("boxes", index)
-        raise ProtocolError(
-            ErrorCode.BAD_VALUE,
-            path,
-            f"{path}: the object for {prompt!r} came out empty ({exc}); try another seed, "
-            "method or preset",
-        ) from exc
+        raise _empty_object(prompt, index, exc) from exc
     # Field frame q in [-b, b]^3 -> box frame in metres. Marching cubes samples only inside the
-    # cube, but quadric decimation may move a vertex a fraction of a voxel past it (measured:
-    # 0.3 % of a box's half edge); the clamp keeps the promise that objects stay in their boxes.
-    bound = obj.field.bound
-    mesh.vertices = np.clip(mesh.vertices, -bound, bound) * (np.asarray(box.half_size) / bound)
+    # cube, but quadric decimation (and stage 2's offsets) may move a vertex a fraction of a
+    # voxel past it (measured: 0.3 % of a box's half edge); the clamp keeps the promise that
+    # objects stay in their boxes.
+    if isinstance(result, SurfaceMesh):
+        half = result.grid_half.cpu().double().numpy()  # object units
+    else:
+        half = np.full(3, result.bound)
+    mesh.vertices = np.clip(mesh.vertices, -half, half) * (np.asarray(box.half_size) / half)
     return ResultMesh(name=name, glb=to_glb(mesh), transform=_row_major(box.pose()))
 
 
@@ -266,6 +287,8 @@ def compose(
         return field if box is None else object_views[box]
 
     exports = len(world) + int(request.include_background)
+    refine_s = refine_eta_s(config) * len(world)
+    results: list[Optimised] = [obj.field for obj in field.objects]
     with distillation_method(request.method, prior, run) as method:
         yield from distill(
             DistillRun(
@@ -276,21 +299,43 @@ def compose(
                 sample_views,
                 generator,
                 should_cancel,
-                eta_tail_s=EXPORT_ETA_S * exports,
+                eta_tail_s=EXPORT_ETA_S * exports + refine_s,
                 subject=subject,
             )
         )
+        if config.refine is not None:
+            # Stage 2 per object, in its own frame under its own prompt, as generate's.
+            for index, (obj, prompt_box) in enumerate(
+                zip(field.objects, request.boxes, strict=True)
+            ):
+                try:
+                    surface = initial_surface(
+                        obj.field, config.refine, config.export, object_views[index]
+                    )
+                except MeshError as exc:
+                    raise _empty_object(prompt_box.prompt, index, exc) from exc
+                results[index] = yield from refine_surface(
+                    surface,
+                    prior,
+                    method,
+                    config,
+                    partial(prompt_view_sampler, prior, box_prompts[index]),
+                    torch.Generator().manual_seed(request.seed + 1 + index),
+                    should_cancel,
+                    eta_tail_s=EXPORT_ETA_S * exports
+                    + refine_eta_s(config) * (len(world) - index - 1),
+                )
 
     meshes: list[ResultMesh] = []
     taken: set[str] = set()
-    for index, (obj, box, prompt_box) in enumerate(
-        zip(field.objects, world, request.boxes, strict=True)
+    for index, (result, box, prompt_box) in enumerate(
+        zip(results, world, request.boxes, strict=True)
     ):
         eta = EXPORT_ETA_S * (exports - index)
         yield Progress(stage="export", step=index, total=exports, loss=None, eta_s=eta)
         name = mesh_name(prompt_box.prompt, taken)
         taken.add(name)
-        meshes.append(_export_object(obj, box, prompt_box.prompt, index, config, name))
+        meshes.append(_export_object(result, box, prompt_box.prompt, index, config, name))
     if request.include_background:
         yield Progress(
             stage="export", step=len(world), total=exports, loss=None, eta_s=EXPORT_ETA_S

@@ -45,11 +45,16 @@ scene) whose parameters are among `field.parameters()`. The step's smoothing is 
 Adam leaves them, and their moment estimates, as they are."""
 
 
-STEP_SECTIONS = ("render", "encode", "guidance", "backward", "optimiser")
+STEP_SECTIONS = ("render", "encode", "guidance", "regularisers", "backward", "optimiser")
 """The parts of a step `LoopState.section_ms` times in order: the render's forward, the encode
 into the prior's space (VAE forward for latent models), the method's step (U-Net forwards), the
-backward through encode and render, the optimiser update. A method may report parts of its step
-apart (`DistillationStep.section_ms`: VSD's "lora"), which then leave "guidance"."""
+regularisers' forward (sparsity, orientation, smoothing, a mesh's Laplacian and normal
+consistency), the backward through all of it, the optimiser update. A method may report parts
+of its step apart (`DistillationStep.section_ms`: VSD's "lora"), which then leave "guidance"."""
+
+
+RENDER_SECTIONS = ("render", "backward", "optimiser")
+"""The sections that make a step's render cost (forward, backward, update)."""
 
 
 @dataclass
@@ -69,13 +74,15 @@ class LoopState:
     @property
     def render_ms(self) -> float:
         """Total render forward + backward (through encode) + optimiser milliseconds."""
-        return sum(self.section_ms[k] for k in ("render", "backward", "optimiser"))
+        return sum(self.section_ms[k] for k in RENDER_SECTIONS)
 
     @property
     def guidance_ms(self) -> float:
         """Total milliseconds in encode + the method's step (U-Net forwards, VSD's LoRA)."""
         return sum(
-            v for k, v in self.section_ms.items() if k not in ("render", "backward", "optimiser")
+            v
+            for k, v in self.section_ms.items()
+            if k not in RENDER_SECTIONS and k != "regularisers"
         )
 
 
@@ -144,6 +151,9 @@ class DistillRun:
     """The renderer (texture editing passes the mesh renderer)."""
     preview: Callable[[torch.nn.Module], bytes] = preview_png
     """PNG bytes of `field` for Preview events."""
+    regularise: Callable[[torch.nn.Module], torch.Tensor] | None = None
+    """A further regulariser loss of the step's subject (the mesh stage's Laplacian and
+    normal consistency, `backend.pipelines.refine`); None: none."""
 
 
 def distill(run: DistillRun) -> Iterator[Progress | Preview]:
@@ -212,6 +222,9 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
         smoothing = reg.total_variation > 0 or reg.edge_total_variation > 0
         if smoothing and isinstance(shown, Smoothable):
             loss = loss + smoothing_loss(shown, reg)
+        if run.regularise is not None:
+            loss = loss + run.regularise(shown)
+        ticks.append(synchronised_clock(device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         ticks.append(synchronised_clock(device))
@@ -239,4 +252,4 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
         )
         last = step + 1 == config.steps
         if config.preview_every and ((step + 1) % config.preview_every == 0 or last):
-            yield Preview(step=step + 1, png=run.preview(field))
+            yield Preview(step=step + 1, png=run.preview(field), stage=run.stage)

@@ -1,14 +1,16 @@
 """Text to textured mesh: optimise a fresh field (or several particles, each its own field and
-mesh) under the prompt, then export it."""
+mesh) under the prompt, refine its surface as a mesh when the preset has stage 2
+(`backend.pipelines.refine`), then export it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
+from functools import partial
 
 import torch
 
-from backend.export.export_field import export_field, to_glb
+from backend.export.export_field import to_glb
 from backend.field.grid_field import DenseGridField
 from backend.guidance.clip_model import ClipModel
 from backend.guidance.distillation import Guide
@@ -22,6 +24,13 @@ from backend.pipelines.prompt_guidance import (
     camera_view_sampler,
     prompt_view_sampler,
 )
+from backend.pipelines.refine import (
+    Optimised,
+    export_optimised,
+    initial_surface,
+    refine_eta_s,
+    refine_surface,
+)
 from protocol.messages import IDENTITY, GenerateRequest, Preview, Progress, Result, ResultMesh
 
 EXPORT_ETA_S = 8.0
@@ -34,12 +43,20 @@ def optimise_prompt_particles(
     config: DistillConfig,
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
-) -> Generator[Progress | Preview, None, list[DenseGridField]]:
+    refine_state: LoopState | None = None,
+    stage_1: list[DenseGridField] | None = None,
+) -> Generator[Progress | Preview, None, list[Optimised]]:
     """Optimise `config.particles` new fields for the request's prompt, in turn, under one
     method (VSD's LoRA learns the renders of all of them); particle i draws from seed
-    `request.seed + i`. Yields events and returns the fields."""
+    `request.seed + i`. With `config.refine` set, each field's surface then goes through
+    stage 2 under the same method. Yields events and returns the fields, or their refined
+    surfaces; `state` and `refine_state` collect each stage's running numbers. `stage_1`:
+    fields a stage 1 of this request already made (left unchanged), so only stage 2 runs
+    (the README's stage 2 off / on pictures)."""
     torch.manual_seed(request.seed)
-    fields = [DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)]
+    fields = stage_1 or [
+        DenseGridField(config.grid).to(prior.device) for _ in range(config.particles)
+    ]
     with distillation_method(request.method, prior, config, request.prompt) as method:
         if isinstance(prior, ClipModel):
             sample_views = camera_view_sampler(config)
@@ -58,13 +75,31 @@ def optimise_prompt_particles(
                     torch.Generator().manual_seed(request.seed + i),
                     should_cancel,
                     state=state,
-                    eta_tail_s=EXPORT_ETA_S * config.particles,
+                    eta_tail_s=(EXPORT_ETA_S + refine_eta_s(config)) * config.particles,
                 )
             )
             for i, field in enumerate(fields)
+            if stage_1 is None
         ]
         yield from interleave(runs)
-    return fields
+        if config.refine is None:
+            return list(fields)
+        surfaces = []
+        for i, field in enumerate(fields):
+            surface = yield from refine_surface(
+                initial_surface(field, config.refine, config.export),
+                prior,
+                method,
+                config,
+                partial(prompt_view_sampler, prior, embeddings),
+                torch.Generator().manual_seed(request.seed + i),
+                should_cancel,
+                refine_state,
+                eta_tail_s=(EXPORT_ETA_S + refine_eta_s(config)) * (config.particles - i - 1)
+                + EXPORT_ETA_S,
+            )
+            surfaces.append(surface)
+    return surfaces
 
 
 def optimise_prompt_field(
@@ -73,12 +108,16 @@ def optimise_prompt_field(
     config: DistillConfig,
     should_cancel: Callable[[], bool],
     state: LoopState | None = None,
-) -> Generator[Progress | Preview, None, DenseGridField]:
-    """Optimise one new field for the request's prompt (whatever `config.particles` says);
-    yields events and returns the field."""
+    refine_state: LoopState | None = None,
+) -> Generator[Progress | Preview, None, Optimised]:
+    """Optimise one new field for the request's prompt (whatever `config.particles` says),
+    and refine it when `config.refine` is set; yields events and returns the field or its
+    refined surface."""
     one = replace(config, particles=1)
-    fields = yield from optimise_prompt_particles(request, prior, one, should_cancel, state)
-    return fields[0]
+    results = yield from optimise_prompt_particles(
+        request, prior, one, should_cancel, state, refine_state
+    )
+    return results[0]
 
 
 def generate(
@@ -89,16 +128,14 @@ def generate(
 ) -> Iterator[Progress | Preview | Result]:
     """The generate pipeline: events while optimising, an export stage, then the result (one
     mesh per particle)."""
-    fields = yield from optimise_prompt_particles(request, prior, config, should_cancel)
-    n = len(fields)
+    results = yield from optimise_prompt_particles(request, prior, config, should_cancel)
+    n = len(results)
     yield Progress(stage="export", step=0, total=n, loss=None, eta_s=EXPORT_ETA_S * n)
     name = mesh_name(request.prompt)
     meshes = []
-    for i, field in enumerate(fields):
+    for i, result in enumerate(results):
         particle = particle_name(name, i, n)
-        mesh = export_field(
-            field, config.export, config.face_budget, config.texture_size, name=particle
-        )
+        mesh = export_optimised(result, config, name=particle)
         meshes.append(ResultMesh(name=particle, glb=to_glb(mesh), transform=IDENTITY))
         yield Progress(
             stage="export", step=i + 1, total=n, loss=None, eta_s=EXPORT_ETA_S * (n - i - 1)

@@ -12,7 +12,9 @@ VAE, guidance 100); pixel models (DeepFloyd-IF-style) the same at IF's guidance 
 | standard | 400 (4 x 32)           | 5,000 (1 x 64)                     |
 | high     | 1,000 (4 x 48)         | 10,000 (1 x 128)                   |
 
-Built-in SDS, VSD and SJC render 8 views per step instead of 4 (`CPU_SDS_VIEWS`).
+Built-in SDS, VSD and SJC render 8 views per step instead of 4 (`CPU_SDS_VIEWS`). Standard and
+high add stage 2, the mesh refinement (`RefineConfig`): built-in 100 / 200 steps of 4 views at
+64 px, Stable Diffusion and IF 2,000 / 5,000 steps of 1 view at 512 px.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from backend.export.export_field import ExportConfig
 from backend.field.grid_field import GridFieldConfig
+from backend.field.surface_mesh import SurfaceMeshConfig
 from backend.guidance.dream_fields import TransmittanceTarget
 from backend.guidance.guidance_interval import GuidanceInterval
 from backend.guidance.prior import ModelFamily
@@ -68,6 +71,54 @@ class RegulariserConfig:
             raise ValueError(
                 f"edge_total_variation_eps must be > 0, got {self.edge_total_variation_eps}"
             )
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Stage 2, Magic3D's coarse-to-fine step: the coarse field's surface becomes a mesh
+    (`backend.field.surface_mesh`) that keeps distilling under the same method through the
+    differentiable rasteriser, at a higher resolution (`backend.pipelines.refine`)."""
+
+    steps: int = 150
+    """Optimisation steps of the mesh."""
+    views: int = 4
+    """Views rendered per step."""
+    resolution: int = 64
+    """Render side in pixels (resized to the prior's input size: 64 -> 32 averages 2 x 2
+    pixels for tiny-shapes; 512 is the VAE's input for Stable Diffusion, as Magic3D)."""
+    lr: float = 0.05
+    """Adam learning rate of the offsets and the albedo logits at the first step."""
+    lr_end: float | None = None
+    """Learning rate at the last step (exponential decay from `lr`; None: constant)."""
+    faces: int = 4000
+    """Faces of the starting mesh: the coarse field's marching-cubes surface, cleaned and
+    decimated to this many (before `subdivisions`)."""
+    subdivisions: int = 0
+    """Midpoint subdivisions of the decimated mesh (each makes 4 faces of one): decimation
+    leaves few, even triangles for the regularisers to work on, subdivision the density that
+    small angles between neighbours need (an analytic torus decimated to 10k faces measures a
+    3.8 deg median, at 20k 2.8)."""
+    mesh: SurfaceMeshConfig = dataclasses.field(default_factory=SurfaceMeshConfig)
+    """How vertices move (the offset scale)."""
+    laplacian: float = 1.0
+    """lambda of the uniform Laplacian energy (in mean-edge-length units)."""
+    normal_consistency: float = 1.0
+    """lambda of the normal consistency, the mean over shared edges of rho(1 - n_f . n_g)
+    (threestudio's magic3d-refine: 10,000 on the plain form against Stable Diffusion's latent
+    loss at 512 px)."""
+    normal_consistency_eps: float | None = 0.06
+    """eps of the edge-preserving rho(x) = x / (x + eps) (about a 20 deg bend; None: the plain
+    rho(x) = x, which rounds a cube's edges; `backend.field.surface_mesh`)."""
+    preview_every: int = 25
+    """Send a preview image every this many steps (0: never)."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0.0:
+            raise ValueError(f"refine lr must be > 0, got {self.lr}")
+        if self.faces < 4:
+            raise ValueError(f"refine faces must be at least 4, got {self.faces}")
+        if self.subdivisions < 0:
+            raise ValueError(f"refine subdivisions must be >= 0, got {self.subdivisions}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +173,9 @@ class DistillConfig:
     """Steps whose field gradient holds a NaN or an inf that a run skips before it fails
     (`backend.guidance.precision.NonFiniteGuard`): a few can be a rare fp16 overflow in the
     prior, more mean the precision is broken for this model."""
+    refine: RefineConfig | None = None
+    """Stage 2, the mesh refinement after this run (None: off; the result is the field's
+    marching-cubes surface)."""
 
     def __post_init__(self) -> None:
         if not self.lr > 0.0:
@@ -182,9 +236,23 @@ are the ones `tiny-shapes` was trained with (one distance, one field of view), s
 prior judges views whose framing it knows. SDS adds its guidance interval
 (`_BUILTIN_METHOD_OVERRIDES`)."""
 
+CPU_REFINE = RefineConfig(
+    steps=100, faces=5000, subdivisions=1, laplacian=10.0, normal_consistency=1000.0
+)
+"""Stage 2 with tiny-shapes: 100 steps of 4 views at 64 px (averaged 2 x 2 into the prior's
+32 px) on the coarse surface decimated to 5,000 faces and subdivided once (20,000); the
+edge-preserving normal consistency at 1,000 takes "a green torus" to a 2.2 deg median
+neighbour angle (3.8 at the 10,000 faces of stage 1's export) and keeps a cube's fill
+(docs/research/mesh-refinement.md)."""
+CPU_REFINE_FACE_BUDGET = 20_000
+"""Faces of the export after stage 2: the refined mesh as it is (decimating it to 10,000 puts
+an analytic torus's median angle at 3.8 deg; xatlas takes about 3x as long as at 10,000)."""
+
 _BUILTIN = {
     "preview": replace(_BUILTIN_RUN, steps=300),
-    "standard": replace(_BUILTIN_RUN, steps=400),
+    "standard": replace(
+        _BUILTIN_RUN, steps=400, refine=CPU_REFINE, face_budget=CPU_REFINE_FACE_BUDGET
+    ),
     "high": replace(
         _BUILTIN_RUN,
         steps=1000,
@@ -192,8 +260,17 @@ _BUILTIN = {
         render=RenderConfig(32, 32),
         grid=replace(CPU_START, resolution=96),
         texture_size=1024,
+        refine=replace(CPU_REFINE, steps=2 * CPU_REFINE.steps),
+        face_budget=CPU_REFINE_FACE_BUDGET,
     ),
 }
+
+LATENT_REFINE = RefineConfig(
+    steps=2000, views=1, resolution=512, lr=0.01, faces=25_000, normal_consistency=10_000.0
+)
+"""Stage 2 with Stable Diffusion: 512 px renders through the VAE and threestudio's
+magic3d-refine numbers (lr 0.01, normal consistency 10,000; it runs 5,000 steps); not yet
+measured on a GPU."""
 
 _LATENT = {
     "preview": DistillConfig(steps=1500, views=1, resolution=64, guidance_scale=100.0, lr=0.05),
@@ -207,6 +284,7 @@ _LATENT = {
         render=RenderConfig(64, 64),
         face_budget=30_000,
         texture_size=1024,
+        refine=LATENT_REFINE,
     ),
     "high": DistillConfig(
         steps=10000,
@@ -218,6 +296,7 @@ _LATENT = {
         render=RenderConfig(64, 64),
         face_budget=50_000,
         texture_size=2048,
+        refine=replace(LATENT_REFINE, steps=5000, faces=40_000),
     ),
 }
 
@@ -234,11 +313,14 @@ CLIP_RECIPE = {
     "pattern_backgrounds": True,
     "regularisers": RegulariserConfig(sparsity=0.0, transmittance=2.0),
     "shading": ShadingConfig(textureless_prob=0.0),
+    "refine": None,
 }
 """Dream Fields (`--method clip`): L_CLIP weighted 1 per rendered pixel (like the
 regularisers), pattern backgrounds, the transmittance loss (lambda_T 2 per pixel, tau 0.5 ->
 0.88 over the paper's 500 steps) in place of the sparsity penalty, no textureless views (CLIP
-judges the colour in every view). Untested with a GPU-sized CLIP."""
+judges the colour in every view). No stage 2: the mesh refinement distils from a diffusion
+prior (Magic3D), and Dream Fields' result is its field's surface. Untested with a GPU-sized
+CLIP."""
 
 _METHOD_OVERRIDES = {
     # VSD works at ordinary guidance (ProlificDreamer: 7.5).

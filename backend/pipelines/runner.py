@@ -121,9 +121,10 @@ def run_job(
     `precision` is the server's choice for requests that ask for "auto". `max_steps` caps the
     preset's optimisation steps: a development and test option (`serve --max-steps`) for
     end-to-end runs that check plumbing, placement and textures in seconds rather than result
-    quality. Raises JobCancelled when `should_cancel()` turns true, ProtocolError for input
-    that turns out bad only now (e.g. an unreadable mesh, a prompt outside the built-in
-    model's world) and for a run whose gradients stop being finite (field "precision").
+    quality (it caps stage 2's steps too). Raises JobCancelled when `should_cancel()` turns
+    true, ProtocolError for input that turns out bad only now (e.g. an unreadable mesh, a
+    prompt outside the built-in model's world) and for a run whose gradients stop being
+    finite (field "precision").
     """
     torch_device = resolve_device(device)
     clip = request.method == "clip"
@@ -150,6 +151,9 @@ def run_job(
     config = run_config(request.preset, request.method, prior)
     if max_steps is not None:
         config = replace(config, steps=max(1, min(config.steps, max_steps)))
+        if config.refine is not None:
+            refine_steps = max(1, min(config.refine.steps, max_steps))
+            config = replace(config, refine=replace(config.refine, steps=refine_steps))
     try:
         if isinstance(request, GenerateRequest):
             yield from generate(

@@ -1,6 +1,8 @@
 """Shape-mode editing (Magic3D's prompt-based editing: fine-tune the finished model under the
 new prompt): the mesh becomes a grid field, the field is optimised by the shared distillation
-loop, and the result is exported like generate's.
+loop, and the result is exported like generate's. With stage 2 in the preset, the artist's
+own mesh is then moved onto the edited surface and refined (`shape_refine`), so the result
+keeps its vertex count and UV layout where the mesh allows it.
 
 All parts of the input mesh go into one field in the unit frame (world-aligned, see
 `edit_source`); the exported mesh is mapped back into the input mesh's local frame, so the
@@ -26,6 +28,7 @@ from backend.pipelines.edit_source import EditSource, bad_mesh, surface_colour, 
 from backend.pipelines.generate import EXPORT_ETA_S
 from backend.pipelines.mesh_edit import MeshEdit
 from backend.pipelines.prompt_guidance import prompt_view_sampler
+from backend.pipelines.shape_refine import refine_artist_mesh, why_not_refinable
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import join
 from protocol.messages import JobWarning, Preview, Progress
@@ -109,7 +112,21 @@ def edit_shape(
     )
     # The initial surface's level, not export's automatic one: a density that grows inside
     # the region must not move the surface outside it.
-    marching = replace(config.export.marching, threshold=surface_density(mesh_config))
+    level = surface_density(mesh_config)
+    reason = None if config.refine is None else why_not_refinable(job)
+    if config.refine is not None and reason is None:
+        mesh = yield from refine_artist_mesh(
+            job, field, level, f"refine {source.name}", job.should_cancel
+        )
+        to_local = np.linalg.inv(source.world)
+        local = transform_points(to_local, source.frame.to_world(mesh.vertices))
+        return write_glb([replace(mesh, vertices=local)])
+    if reason is not None:
+        yield JobWarning(
+            message=f"{source.name}: stage 2 keeps an artist's vertices and UVs, but not on "
+            f"this mesh: {reason}; the shape is exported from the edited field"
+        )
+    marching = replace(config.export.marching, threshold=level)
     export_config = replace(config.export, marching=marching)
     stage = f"export {source.name}"
     yield Progress(stage=stage, step=0, total=1, loss=None, eta_s=EXPORT_ETA_S)

@@ -21,18 +21,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.geometry.triangle_raster import triangle_coverage
 from backend.render.cameras import Cameras, camera_rays
+from backend.render.mesh_raster import nearest_faces, project
 from backend.render.renderer import RenderOutput
 from backend.render.shading import ShadingConfig, shade
 
-NEAR = 1e-3
-"""Triangles with a corner closer to the camera plane than this (scene units) are skipped."""
-
 DEFAULT_SHADING = ShadingConfig()
 """The shading of renders that do not say."""
-
-_EMPTY_KEY = torch.iinfo(torch.int64).max
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,35 +89,10 @@ def rasterise(
     """Z-buffer visibility of a triangle mesh (vertices [V, 3], faces [F, 3]) in B views."""
     with torch.no_grad():
         device = vertices.device
-        b = len(cameras)
-        c2w = cameras.c2w.to(device).float()
-        rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
-        # Camera space (OpenGL, looking down -z): p_cam = R^T (p - position).
-        cam = torch.einsum("bji,bvj->bvi", rotation, vertices.float()[None] - position[:, None])
-        z = -cam[..., 2]  # [B, V] depth in front of the camera
-        focal = 0.5 * height / torch.tan(0.5 * cameras.fovy.to(device).float())  # [B] pixels
-        # Pixel coordinates with pixel centres at integers (camera_rays' convention).
-        px = cam[..., 0] / z * focal[:, None] + 0.5 * width - 0.5
-        py = -cam[..., 1] / z * focal[:, None] + 0.5 * height - 0.5
-
-        keys = torch.full((b, height * width), _EMPTY_KEY, dtype=torch.int64, device=device)
-        for view in range(b):
-            corner_z = z[view][faces]  # [F, 3]
-            in_front = (corner_z > NEAR).all(-1, keepdim=True)
-            fx = torch.where(in_front, px[view][faces], torch.nan)
-            fy = torch.where(in_front, py[view][faces], torch.nan)
-            for hits in triangle_coverage(fx, fy, height, width):
-                # Perspective-correct depth 1/z = sum_k b_k / z_k; as float32 > 0 its bit
-                # pattern orders like the value, so (depth bits, face) packs into one key whose
-                # minimum per pixel is the nearest face (ties: the lower face index).
-                inv_z = (hits.barycentric / corner_z[hits.triangles].double()).sum(-1)
-                depth_bits = (1.0 / inv_z).float().view(torch.int32).long()
-                key = (depth_bits << 32) | hits.triangles
-                keys[view].scatter_reduce_(0, hits.pixels, key, reduce="amin")
-
-        hit = keys != _EMPTY_KEY
-        face_ids = torch.where(hit, keys & 0xFFFFFFFF, -1).view(b, height, width)
-        rays = camera_rays(cameras.to(device), height, width)
+        cameras = cameras.to(device)
+        projection = project(vertices.float(), cameras, height, width)
+        face_ids = nearest_faces(projection, faces, height, width)
+        rays = camera_rays(cameras, height, width)
         barycentric, depth = _ray_barycentric(
             vertices.float(), faces, face_ids, rays.origins, rays.directions
         )

@@ -4,13 +4,14 @@ encoded as PNG for progress events, and turntable frames for the README and resu
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from backend.render.cameras import Cameras, orbit_cameras
-from backend.render.renderer import RenderableField, RenderConfig, render
+from backend.render.renderer import RenderableField, RenderConfig, RenderOutput, render
 from backend.render.shading import ShadingMode
 
 PREVIEW_BACKGROUND = 0.85
@@ -42,11 +43,13 @@ def render_views(
     cameras: Cameras,
     size: int,
     samples: RenderConfig = RenderConfig(32, 32),
+    renderer: Callable[..., RenderOutput] = render,
 ) -> torch.Tensor:
-    """Lit renders of `field` from `cameras` -> [B, 3, size, size] in [0, 1]."""
+    """Lit renders of `field` from `cameras` by `renderer` (the volume renderer, or the mesh
+    renderer for a refined surface) -> [B, 3, size, size] in [0, 1]."""
     b = len(cameras)
     device = next(iter(field.parameters())).device if hasattr(field, "parameters") else "cpu"
-    out = render(
+    out = renderer(
         field,
         cameras.to(device),
         size,
@@ -74,16 +77,25 @@ def png_bytes(image: np.ndarray, upscale: int = 1) -> bytes:
     return buffer.getvalue()
 
 
-def preview_png(field: RenderableField, size: int = 64) -> bytes:
+def preview_png(
+    field: RenderableField, size: int = 64, renderer: Callable[..., RenderOutput] = render
+) -> bytes:
     """PNG strip of four views of the field (front, side, back, other side)."""
-    views = render_views(field, fixed_cameras([0.0, 90.0, 180.0, -90.0]), size)
+    cameras = fixed_cameras([0.0, 90.0, 180.0, -90.0])
+    views = render_views(field, cameras, size, renderer=renderer)
     return png_bytes(to_strip(views), upscale=max(1, 128 // size))
 
 
-def save_turntable(field: RenderableField, path: str, frames: int = 24, size: int = 128) -> None:
+def save_turntable(
+    field: RenderableField,
+    path: str,
+    frames: int = 24,
+    size: int = 128,
+    renderer: Callable[..., RenderOutput] = render,
+) -> None:
     """Write an animated GIF of the field turning once (elevation 20 degrees)."""
     azimuths = [360.0 * i / frames - 180.0 for i in range(frames)]
-    images = render_views(field, fixed_cameras(azimuths), size)
+    images = render_views(field, fixed_cameras(azimuths), size, renderer=renderer)
     arr = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     pil_frames = [Image.fromarray(a) for a in arr]
     pil_frames[0].save(path, save_all=True, append_images=pil_frames[1:], duration=80, loop=0)

@@ -10,7 +10,7 @@ import pytest
 from backend import bench
 from backend.field.grid_field import GridFieldConfig
 from backend.guidance import architectures
-from backend.pipelines import presets
+from backend.pipelines import presets, runner
 from tests.tiny_priors import tiny_latent_prior
 
 
@@ -18,7 +18,9 @@ from tests.tiny_priors import tiny_latent_prior
 def test_architecture_bench_splits_the_step(monkeypatch, method):
     monkeypatch.setitem(architectures.BUILDERS, "sd-2.1", lambda device, dtype: tiny_latent_prior())
     real = presets.preset_config
-    monkeypatch.setattr(presets, "preset_config", lambda *args: bench_small(real(*args)))
+    small = lambda *args: bench_small(real(*args))  # noqa: E731
+    monkeypatch.setattr(presets, "preset_config", small)
+    monkeypatch.setattr(runner, "preset_config", small)
     row = bench.measure(method, 1, "preview", None, "cpu", "fp32", "sd-2.1")
     parts = row["section_ms"]
     assert set(parts) >= {"render", "encode", "guidance", "backward", "optimiser"}
@@ -52,3 +54,22 @@ def test_table_puts_the_reference_path_beside_the_fast_one():
     table = bench._table([row("fast", 200.0, 100.0)], [row("reference", 400.0, 250.0)])
     assert "reference step ms | step ratio" in table and "render ratio" in table
     assert "| sds | 8 x 32^2 | 200 | 400 | 0.50x | 100 | 250 | 0.40x | 100 |" in table
+
+
+def test_bench_splits_stage_2_when_the_preset_has_it(monkeypatch, pixel_prior):
+    real = presets.preset_config
+
+    def with_stage_2(*args):
+        config = bench_small(real(*args))
+        refine = presets.RefineConfig(steps=1, views=2, resolution=16, faces=200, subdivisions=1)
+        return replace(config, refine=refine, resolution=16)
+
+    monkeypatch.setattr(presets, "preset_config", with_stage_2)
+    monkeypatch.setattr(runner, "preset_config", with_stage_2)
+    monkeypatch.setattr(runner, "load_prior", lambda *args: pixel_prior)
+    row = bench.measure("sds", 1, "standard", None, "cpu", "fp32")
+    refine = row["refine"]
+    assert refine["views x res"] == "2 x 16^2" and refine["step_ms"] > 0
+    assert set(refine["section_ms"]) >= {"render", "guidance", "regularisers", "backward"}
+    assert refine["regularisers_ms"] > 0 and refine["rasterise_fwd_bwd_ms"] > 0
+    assert "| sds | 2 x 16^2 | 800 |" in bench._refine_table([row])  # 200 subdivided once

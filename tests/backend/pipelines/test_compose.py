@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from backend.export.errors import MeshError
-from backend.export.export_field import export_field
 from backend.export.glb import read_glb
 from backend.export.marching import MarchingConfig
 from backend.guidance.prior import ModelFamily
 from backend.pipelines import compose as compose_module
 from backend.pipelines.compose import ComposeConfig, compose, step_schedule
 from backend.pipelines.presets import preset_config
+from backend.pipelines.refine import export_optimised
 from backend.pipelines.runner import load_prior
 from backend.render.renderer import RenderConfig
 from protocol.errors import ErrorCode, ProtocolError
@@ -113,13 +113,13 @@ def test_background_needs_a_scene_prompt(pixel_prior):
 def test_an_empty_object_is_an_error_on_its_box(pixel_prior, monkeypatch):
     exported = []
 
-    def export_or_fail(field, *args, **kwargs):
+    def export_or_fail(result, *args, **kwargs):
         exported.append(kwargs["name"])
         if len(exported) == 2:
             raise MeshError("the field is empty: its largest density is 0", "density")
-        return export_field(field, *args, **kwargs)
+        return export_optimised(result, *args, **kwargs)
 
-    monkeypatch.setattr(compose_module, "export_field", export_or_fail)
+    monkeypatch.setattr(compose_module, "export_optimised", export_or_fail)
     settings = ComposeConfig(object_steps=1.0, scene_steps=0.0)
     with pytest.raises(ProtocolError) as caught:
         list(

@@ -8,6 +8,7 @@ import pytest
 
 from backend.builtin_model.dataset import DatasetConfig
 from backend.guidance.prior import ModelFamily
+from backend.pipelines.catalogue import PRESETS
 from backend.pipelines.presets import (
     CPU_GUIDANCE_INTERVAL,
     CPU_INTERVAL_REGULARISERS,
@@ -94,3 +95,11 @@ def test_the_family_follows_the_model_not_the_device(pixel_prior, latent_prior):
     assert latent_prior.family is LATENT
     assert pixel_prior.family is PIXEL
     assert tiny_pixel_prior(camera_conditioned=True).family is BUILTIN
+
+
+@pytest.mark.parametrize("family", list(ModelFamily))
+def test_stage_2_follows_the_preset_for_diffusion_methods_and_is_off_for_clip(family):
+    for method in ("sds", "vsd", "sjc"):
+        assert preset_config("preview", method, family).refine is None
+        assert preset_config("standard", method, family).refine is not None
+    assert all(preset_config(p, "clip", family).refine is None for p in PRESETS)
