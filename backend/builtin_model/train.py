@@ -70,6 +70,17 @@ class TrainConfig:
     """Folder of a saved model to start from (its U-Net and text encoder); None: from scratch."""
 
 
+def print_progress(step: int, steps: int, losses: list[float], start: float) -> None:
+    """Every 50 steps: the mean loss of the last 50, seconds a step and the time left."""
+    if (step + 1) % 50 == 0:
+        rate = (time.time() - start) / (step + 1)
+        print(
+            f"step {step + 1}/{steps} loss {sum(losses[-50:]) / 50:.4f} "
+            f"{rate:.2f} s/step, eta {rate * (steps - step - 1) / 60:.0f} min",
+            flush=True,
+        )
+
+
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -188,13 +199,7 @@ def train(out: Path, cfg: TrainConfig, grid_path: Path | None) -> None:
             for ema, live in zip(ema_params, params, strict=True):
                 ema.lerp_(live, 1 - decay)
         losses.append(loss.item())
-        if (step + 1) % 50 == 0:
-            rate = (time.time() - start) / (step + 1)
-            print(
-                f"step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f} "
-                f"{rate:.2f} s/step, eta {rate * (cfg.steps - step - 1) / 60:.0f} min",
-                flush=True,
-            )
+        print_progress(step, cfg.steps, losses, start)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             info = {
                 **asdict(cfg),

@@ -36,6 +36,7 @@ from backend.builtin_model.clip_architecture import (
     build_clip_tokenizer,
 )
 from backend.builtin_model.dataset import DatasetConfig, build_dataset
+from backend.builtin_model.train import print_progress
 from backend.guidance.clip_model import image_embeddings, normalise_pixels, text_embeddings
 from backend.render.shading import ShadingConfig
 
@@ -216,13 +217,7 @@ def train_clip(out: Path, cfg: ClipTrainConfig) -> dict[str, ZeroShotAccuracy]:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))  # CLIP's clip at 100
         losses.append(loss.item())
-        if (step + 1) % 50 == 0:
-            rate = (time.time() - start) / (step + 1)
-            print(
-                f"step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f} "
-                f"{rate:.2f} s/step, eta {rate * (cfg.steps - step - 1) / 60:.0f} min",
-                flush=True,
-            )
+        print_progress(step, cfg.steps, losses, start)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             accuracy = {
                 name: zero_shot_accuracy(

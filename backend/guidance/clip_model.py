@@ -18,23 +18,11 @@ import torch.nn.functional as F
 import transformers
 
 from backend.guidance.precision import precision_name
-from backend.guidance.prior import ModelFamily
+from backend.guidance.prior import ModelFamily, resolve_model
 from protocol.errors import FieldError
 
 BUILTIN_CLIP_NAME = "tiny-clip"
 """Name of the CLIP that ships inside the package."""
-
-
-def builtin_clip_path() -> Path:
-    """Folder of the built-in CLIP inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "builtin_model" / BUILTIN_CLIP_NAME
-
-
-def resolve_clip(name_or_path: str | None) -> str:
-    """None or "tiny-clip" -> the package folder; anything else is a folder or a hub id."""
-    if name_or_path in (None, BUILTIN_CLIP_NAME):
-        return str(builtin_clip_path())
-    return name_or_path
 
 
 def _check_folder(source: str) -> None:
@@ -99,7 +87,7 @@ class ClipModel:
     ) -> ClipModel:
         """Load a CLIP checkpoint (local folder or hub id); `FieldError("clip", ...)` when the
         folder is not one or the hub id cannot be reached."""
-        source = resolve_clip(name_or_path)
+        source = resolve_model(name_or_path, BUILTIN_CLIP_NAME)
         if Path(source).is_dir():
             _check_folder(source)
         transformers.utils.logging.disable_progress_bar()

@@ -43,15 +43,16 @@ REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
 """Components every prior needs; "vae" is optional (latent models)."""
 
 
-def builtin_model_path() -> Path:
-    """Folder of the built-in model inside the installed package."""
-    return Path(__file__).resolve().parent.parent / "builtin_model" / BUILTIN_MODEL_NAME
+def builtin_model_path(name: str = BUILTIN_MODEL_NAME) -> Path:
+    """Folder of a model that ships inside the installed package (tiny-shapes, tiny-clip)."""
+    return Path(__file__).resolve().parent.parent / "builtin_model" / name
 
 
-def resolve_model(name_or_path: str | None) -> str:
-    """None or "tiny-shapes" -> the package folder; anything else is a folder or a hub id."""
-    if name_or_path in (None, BUILTIN_MODEL_NAME):
-        return str(builtin_model_path())
+def resolve_model(name_or_path: str | None, builtin: str = BUILTIN_MODEL_NAME) -> str:
+    """None or the `builtin` name -> its package folder; anything else is a folder or a hub
+    id."""
+    if name_or_path in (None, builtin):
+        return str(builtin_model_path(builtin))
     return name_or_path
 
 

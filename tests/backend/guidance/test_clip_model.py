@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.guidance.clip_model import BUILTIN_CLIP_NAME, ClipModel, builtin_clip_path
-from backend.guidance.prior import ModelFamily
+from backend.guidance.clip_model import BUILTIN_CLIP_NAME, ClipModel
+from backend.guidance.prior import ModelFamily, builtin_model_path
 from protocol.errors import FieldError
 from tests.tiny_clips import save_tiny_clip
 
@@ -58,7 +58,7 @@ def test_an_unreachable_hub_id_is_one_error_naming_the_field(monkeypatch):
 
 
 def test_the_built_in_clip_ships_in_the_package_and_takes_the_built_in_presets():
-    assert (builtin_clip_path() / "model.safetensors").is_file()
+    assert (builtin_model_path(BUILTIN_CLIP_NAME) / "model.safetensors").is_file()
     clip = ClipModel.load(BUILTIN_CLIP_NAME)
     assert clip.family is ModelFamily.BUILTIN
     assert clip.image_size == 32
