@@ -411,7 +411,8 @@ def edit_config(config: DistillConfig) -> DistillConfig:
     `EDIT_TOTAL_VARIATION` of the squared smoothing on both grids (no edge-preserving term), so
     the edit keeps the artist's surface; guided at every t (no guidance interval) over at most
     the 4 views of the shared CPU run (`_BUILTIN_RUN`; generation renders `CPU_SDS_VIEWS`), as
-    edits were tuned."""
+    edits were tuned. Empty space is skipped (`RenderConfig.skip_empty`): the artist's mesh
+    leaves most of the cube empty."""
     regularisers = replace(
         config.regularisers,
         total_variation=min(config.regularisers.total_variation, EDIT_TOTAL_VARIATION),
@@ -424,4 +425,5 @@ def edit_config(config: DistillConfig) -> DistillConfig:
         regularisers=regularisers,
         guidance_interval=None,
         views=min(config.views, _BUILTIN_RUN.views),
+        render=replace(config.render, skip_empty=True),
     )

@@ -60,12 +60,15 @@ class RenderConfig:
     """Stratified samples of the no-gradient pass that places the importance samples."""
     fine_samples: int = 32
     """Importance samples, rendered with gradients (0: render the stratified samples)."""
-    skip_empty: bool = True
+    skip_empty: bool = False
     """Fields with an `occupancy` (`OccupancyBounded`): refresh it every render, clip each ray
     to the occupied cells' box (rays that miss it are background) and evaluate the field only
     at samples in occupied cells. False: the reference path, every ray sampled across the whole
     cube (what `boxdream bench` times beside it and the tests compare against). Other fields
-    always take the reference path."""
+    always take the reference path. On for edits (`edit_config`), whose start field leaves most
+    of the cube empty (render 0.55-0.6x); off for generation, whose start blob leaves a haze
+    through the cube, so skipping only adds the occupancy's cost (step 1.06x on 2026-12-07,
+    docs/research/empty-space-skipping.md)."""
     occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
     """Threshold, cell size and margin of the occupancy (with skip_empty)."""
 

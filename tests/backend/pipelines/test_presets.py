@@ -103,3 +103,11 @@ def test_stage_2_follows_the_preset_for_diffusion_methods_and_is_off_for_clip(fa
         assert preset_config("preview", method, family).refine is None
         assert preset_config("standard", method, family).refine is not None
     assert all(preset_config(p, "clip", family).refine is None for p in PRESETS)
+
+
+@pytest.mark.parametrize("family", list(ModelFamily))
+def test_edits_skip_empty_space_and_generation_does_not(family):
+    for preset in PRESETS:
+        config = preset_config(preset, "sds", family)
+        assert not config.render.skip_empty
+        assert edit_config(config).render.skip_empty

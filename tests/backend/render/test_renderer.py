@@ -145,7 +145,7 @@ def test_skipping_is_the_reference_when_every_cell_is_occupied(seed):
     from backend.field.grid_field import DenseGridField, GridFieldConfig
 
     field = DenseGridField(GridFieldConfig(resolution=16))  # the start blob fills the cube
-    fast = _render_with_gradients(field, RenderConfig(16, 16), seed)
+    fast = _render_with_gradients(field, RenderConfig(16, 16, skip_empty=True), seed)
     reference = _render_with_gradients(field, RenderConfig(16, 16, skip_empty=False), seed)
     assert torch.allclose(fast[0].rgb, reference[0].rgb, atol=1e-6)
     assert torch.allclose(fast[1], reference[1], atol=1e-6)
@@ -157,7 +157,7 @@ def test_skipping_renders_a_small_object_as_the_reference_does():
     # where quadrature error is small (192 samples a ray): images within 0.02 per channel
     # (measured 0.0097), gradients within 6% (relative L2 norm; measured 1.6% and 3.6%).
     field = _small_object_field()
-    fast = _render_with_gradients(field, RenderConfig(192, 0))
+    fast = _render_with_gradients(field, RenderConfig(192, 0, skip_empty=True))
     reference = _render_with_gradients(field, RenderConfig(192, 0, skip_empty=False))
     assert reference[0].opacity.max() > 0.9 and reference[0].opacity.min() < 1e-3
     assert (fast[0].rgb - reference[0].rgb).abs().max() < 0.02
@@ -170,7 +170,7 @@ def test_a_surface_growing_into_an_empty_cell_gets_gradient_once_refreshed():
     from backend.geometry.occupancy import OccupancyConfig
 
     field = _small_object_field()
-    config = RenderConfig(32, 32, occupancy=OccupancyConfig(dilation=0))
+    config = RenderConfig(32, 32, skip_empty=True, occupancy=OccupancyConfig(dilation=0))
     # A voxel block at (-0.6, 0.5, -0.6), far from the object: empty, so never sampled.
     block = (slice(4, 10), slice(20, 26), slice(4, 10))  # (z, y, x) grid indices
     _, density_grad, _ = _render_with_gradients(field, config)
