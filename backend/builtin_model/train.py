@@ -70,6 +70,19 @@ class TrainConfig:
     """Folder of a saved model to start from (its U-Net and text encoder); None: from scratch."""
 
 
+def write_vocabulary(out: Path, info: dict) -> None:
+    """vocabulary.json beside a built-in model: the world it was trained on and the training
+    record."""
+    vocab = {
+        "shapes": list(vocabulary.SHAPES),
+        "colours": list(vocabulary.COLOURS),
+        "synonyms": vocabulary.SYNONYMS,
+        "views": list(vocabulary.VIEW_WORDS),
+        "training": info,
+    }
+    (out / "vocabulary.json").write_text(json.dumps(vocab, indent=2) + "\n")
+
+
 def print_progress(step: int, steps: int, losses: list[float], start: float) -> None:
     """Every 50 steps: the mean loss of the last 50, seconds a step and the time left."""
     if (step + 1) % 50 == 0:
@@ -111,14 +124,7 @@ def save_model(
         "unet": ["diffusers", "UNet2DConditionModel"],
     }
     (out / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
-    vocab = {
-        "shapes": list(vocabulary.SHAPES),
-        "colours": list(vocabulary.COLOURS),
-        "synonyms": vocabulary.SYNONYMS,
-        "views": list(vocabulary.VIEW_WORDS),
-        "training": info,
-    }
-    (out / "vocabulary.json").write_text(json.dumps(vocab, indent=2) + "\n")
+    write_vocabulary(out, info)
 
 
 def _load_weights(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:

@@ -18,7 +18,6 @@ The committed model (docs/research/tiny-clip.md):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +35,7 @@ from backend.builtin_model.clip_architecture import (
     build_clip_tokenizer,
 )
 from backend.builtin_model.dataset import DatasetConfig, build_dataset
-from backend.builtin_model.train import print_progress
+from backend.builtin_model.train import print_progress, write_vocabulary
 from backend.guidance.clip_model import image_embeddings, normalise_pixels, text_embeddings
 from backend.render.shading import ShadingConfig
 
@@ -248,14 +247,7 @@ def save_clip(out: Path, model: CLIPModel, processor, info: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    vocab = {
-        "shapes": list(vocabulary.SHAPES),
-        "colours": list(vocabulary.COLOURS),
-        "synonyms": vocabulary.SYNONYMS,
-        "views": list(vocabulary.VIEW_WORDS),
-        "training": info,
-    }
-    (out / "vocabulary.json").write_text(json.dumps(vocab, indent=2) + "\n")
+    write_vocabulary(out, info)
 
 
 def main() -> None:
