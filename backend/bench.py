@@ -4,8 +4,8 @@ random weights: `--architecture sd-2.1`). Each method runs in its own process so
 figures do not mix. A step is split into render, encode (VAE), U-Net, LoRA (VSD), regularisers,
 backward and optimiser; presets with stage 2 (the mesh refinement) get its step split too
 (rasterise forward + backward, guidance, regularisers). Each method is also timed on the
-reference render path (`RenderConfig.skip_empty` off: every ray sampled across the whole cube)
-in the same run, so the speed-up of empty-space skipping is a ratio measured side by side.
+reference render path, the render of 2026-12-06 (commit 9b3480e: grid lookups in one batch, no
+empty-space skipping), in the same run, so today's speed-up is a ratio measured side by side.
 `--surface` runs whole jobs of the preset and reports the exported surface's smoothness
 (`backend.geometry.surface_angles`). Speed and surface goals are checked here, not in timed
 tests."""
@@ -13,6 +13,7 @@ tests."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -45,11 +46,13 @@ def measure(
     reference: bool = False,
 ) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
-    is the CLIP for method "clip" (None: tiny-clip). reference: render on the reference path
-    (no empty-space skipping)."""
+    is the CLIP for method "clip" (None: tiny-clip). reference: render on the reference path,
+    the render of 2026-12-06 (commit 9b3480e): every grid lookup in one batch
+    (`one_batch_lookups`) and no empty-space skipping; otherwise the preset's own render."""
     import torch
 
     from backend.export.export_field import ExportTimings, to_glb
+    from backend.field.grid_field import one_batch_lookups
     from backend.guidance.architectures import BUILDERS
     from backend.guidance.precision import resolve_precision
     from backend.pipelines.distill_loop import RENDER_SECTIONS, LoopState
@@ -70,7 +73,8 @@ def measure(
         preset_run = preset_config(preset_name, method, prior.family)
     preset_steps = preset_run.steps
     config = replace(preset_run, steps=steps + warmup, preview_every=0)
-    config = replace(config, render=replace(config.render, skip_empty=not reference))
+    if reference:
+        config = replace(config, render=replace(config.render, skip_empty=False))
     if config.refine is not None:
         config = replace(config, refine=replace(config.refine, steps=steps + warmup))
     request = GenerateRequest(prompt="a red cube", method=method, preset=preset_name)
@@ -79,17 +83,18 @@ def measure(
     loop = optimise_prompt_field(request, prior, config, lambda: False, state, refine_state)
     tick = time.perf_counter()
     warm: dict[str, dict[str, float]] = {}
-    try:
-        while True:
-            event = next(loop)
-            now = time.perf_counter()
-            times[event.stage].append(now - tick)
-            tick = now
-            running = state if event.stage == "optimise" else refine_state
-            if running.step == warmup:
-                warm[event.stage] = dict(running.section_ms)
-    except StopIteration as done:
-        result = done.value
+    with one_batch_lookups() if reference else contextlib.nullcontext():
+        try:
+            while True:
+                event = next(loop)
+                now = time.perf_counter()
+                times[event.stage].append(now - tick)
+                tick = now
+                running = state if event.stage == "optimise" else refine_state
+                if running.step == warmup:
+                    warm[event.stage] = dict(running.section_ms)
+        except StopIteration as done:
+            result = done.value
     timings = ExportTimings()
     mesh = export_optimised(result, config, timings=timings)
     to_glb(mesh, timings=timings)
@@ -450,7 +455,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--baseline",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time each method on the reference render path and print the ratios "
+        help="also time each method on the reference render path (the render of 2026-12-06: "
+        "one-batch grid lookups, no empty-space skipping) and print the ratios "
         "(default on; not with --architecture, whose table splits the step instead)",
     )
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")

@@ -108,6 +108,11 @@ def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch
     return out.view(batches, c, per_batch).permute(0, 2, 1).reshape(-1, c)[:n]
 
 
+def _length(points: torch.Tensor) -> torch.Tensor:
+    """|x| of [N, 3] points -> [N]."""
+    return points.square().sum(dim=-1).sqrt()
+
+
 class DenseGridField(torch.nn.Module):
     """Density + albedo on a dense voxel grid (see module docstring)."""
 
@@ -123,14 +128,16 @@ class DenseGridField(torch.nn.Module):
     def bound(self) -> float:
         return self.config.bound
 
-    def blob_bias(self, points: torch.Tensor) -> torch.Tensor:
-        """b(x) = blob_density * (1 - |x| / blob_radius); [N, 3] -> [N]."""
+    def blob_bias(self, points: torch.Tensor, radius: torch.Tensor | None = None) -> torch.Tensor:
+        """b(x) = blob_density * (1 - |x| / blob_radius); [N, 3] -> [N]. `radius`: |x| [N] when
+        the caller has it."""
         c = self.config
-        return c.blob_density * (1.0 - points.norm(dim=-1) / c.blob_radius)
+        radius = _length(points) if radius is None else radius
+        return c.blob_density * (1.0 - radius / c.blob_radius)
 
-    def _blob_bias_gradient(self, points: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        return -c.blob_density / c.blob_radius * F.normalize(points, dim=-1)
+    def _inside(self, points: torch.Tensor) -> torch.Tensor:
+        """[N, 3] -> [N] bool: in the bounding cube."""
+        return points.abs().amax(dim=-1) <= self.config.bound
 
     def _raw_gradient_grid(self) -> torch.Tensor:
         """Central differences of the raw density grid, in world units: [1, 3, r, r, r]
@@ -152,8 +159,9 @@ class DenseGridField(torch.nn.Module):
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """sigma(x) >= 0; [N, 3] -> [N]. Zero outside the bounding cube."""
-        inside = (points.abs() <= self.config.bound).all(dim=-1)
-        return self.config.density_scale * F.softplus(self.raw_density(points)) * inside
+        return (
+            self.config.density_scale * F.softplus(self.raw_density(points)) * self._inside(points)
+        )
 
     def albedo(self, points: torch.Tensor) -> torch.Tensor:
         """a(x) in [0, 1]; [N, 3] -> [N, 3]."""
@@ -163,10 +171,13 @@ class DenseGridField(torch.nn.Module):
         """Density, albedo and normals at [N, 3] points in one grid lookup."""
         grid = torch.cat([self.density_grid, self.albedo_grid, self._raw_gradient_grid()], dim=1)
         values = self._sample(grid, points)
-        inside = (points.abs() <= self.config.bound).all(dim=-1)
-        density = self.config.density_scale * F.softplus(values[:, 0] + self.blob_bias(points))
-        density = density * inside
-        gradient = values[:, 4:7] + self._blob_bias_gradient(points)
+        c = self.config
+        radius = _length(points)
+        density = c.density_scale * F.softplus(values[:, 0] + self.blob_bias(points, radius))
+        density = density * self._inside(points)
+        # grad b(x) = -(blob_density / blob_radius) x / |x|
+        blob_gradient = points / radius.clamp(min=1e-12)[:, None]
+        gradient = values[:, 4:7] - (c.blob_density / c.blob_radius) * blob_gradient
         return FieldSamples(
             density=density,
             albedo=torch.sigmoid(values[:, 1:4]),
