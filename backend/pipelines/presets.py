@@ -337,32 +337,36 @@ _CPU_SDS_RECIPE = {
     "regularisers": CPU_INTERVAL_REGULARISERS,
     "views": CPU_SDS_VIEWS,
 }
-"""CPU SDS's guidance (30, with its interval), smoothing and views. VSD on the built-in model
-takes all of it (`CPU_VSD`)."""
+"""CPU SDS's guidance (30, with its interval), smoothing and views. VSD and SJC on the built-in
+model take all of it but the sparsity (`PARTICLE_SPARSITY`)."""
 
-CPU_VSD = _CPU_SDS_RECIPE
-"""VSD on CPU: SDS's recipe. At ProlificDreamer's guidance 7.5 with 4 views and the plain total
-variation, VSD's particle gradient per view was 6-9 (norm) against CPU SDS's 37-64, too weak
-against the sparsity and smoothing, so objects shrank and greyed (extent 0.23-0.30 for "a yellow
-sphere", seed 0; SDS 0.85). With the recipe: yellow, a sphere, extent 0.87. Measurements in
-docs/research/vsd-on-the-built-in-model.md."""
+PARTICLE_SPARSITY = 0.45
+"""lambda_sparsity of VSD and SJC on CPU, 1.5x SDS's 0.3. With SDS's, both came out larger than
+SDS at the same prompt and seed (seeds 0-2, the five shapes): SJC's red cube 0.82-0.83 against
+0.79 and its purple cylinder 0.90 against 0.85, VSD 0.98-1.06 of SDS's extent (green cone,
+seed 1: 0.98 against 0.93), over issue 28's band. SJC's particle gradient is about twice SDS's
+over the first fifth of a run (norm 70-113 against 33-47), when the blob grows. SJC at 0.45:
+red cube 0.80, fill 0.868; purple cylinder 0.86. docs/research/vsd-on-the-built-in-model.md."""
 
-CPU_SJC_SPARSITY = 0.45
-"""lambda_sparsity of SJC on CPU, 1.5x SDS's: with SDS's 0.3 SJC's objects came out 3-5% larger
-than SDS's at the same prompt and seed (red cube 0.82-0.83 against 0.79 at seeds 0-2, purple
-cylinder 0.90 against 0.85), over issue 28's band of SDS's extent; SJC's particle gradient is
-about twice SDS's over the first fifth of a run (70-113 against 34), when the blob grows."""
-
-CPU_SJC = {
+_CPU_PARTICLE_RECIPE = {
     **_CPU_SDS_RECIPE,
-    "regularisers": replace(CPU_INTERVAL_REGULARISERS, sparsity=CPU_SJC_SPARSITY),
+    "regularisers": replace(CPU_INTERVAL_REGULARISERS, sparsity=PARTICLE_SPARSITY),
 }
-"""SJC on CPU: SDS's recipe with more sparsity (`CPU_SJC_SPARSITY`). SJC weights every t alike
-(w = 1), so it follows the interval's guidance scales but takes no extra weight below t_start.
-"a red cube" (seed 0, preview): white with guidance 30 at every t over 4 views and the plain
-total variation; red, fill 0.83 (judged a cylinder) with the interval and its smoothing over 4
-views; red, a cube (fill 0.858), extent 0.83 over 8 views; with the sparsity of 0.45, fill
-0.868, extent 0.80. Measurements in docs/research/vsd-on-the-built-in-model.md."""
+
+CPU_VSD = _CPU_PARTICLE_RECIPE
+"""VSD on CPU: SDS's recipe, with `PARTICLE_SPARSITY`. At ProlificDreamer's guidance 7.5 with 4
+views and the plain total variation, VSD's particle gradient per view was 6-9 (norm) against CPU
+SDS's 37-64, too weak against the sparsity and smoothing, so objects shrank and greyed (extent
+0.23-0.30 for "a yellow sphere", seed 0; SDS 0.85). With SDS's recipe: yellow, a sphere, extent
+0.87. Measurements in docs/research/vsd-on-the-built-in-model.md."""
+
+CPU_SJC = _CPU_PARTICLE_RECIPE
+"""SJC on CPU: SDS's recipe, with `PARTICLE_SPARSITY`. SJC weights every t alike (w = 1), so it
+follows the interval's guidance scales but takes no extra weight below t_start. "a red cube"
+(seed 0, preview): white with guidance 30 at every t over 4 views and the plain total variation;
+red, fill 0.83 (judged a cylinder) with the interval and its smoothing over 4 views; red, a cube
+(fill 0.858), extent 0.83 over 8 views; with the sparsity of 0.45, fill 0.868, extent 0.80.
+Measurements in docs/research/vsd-on-the-built-in-model.md."""
 
 CPU_CLIP = {
     **CLIP_RECIPE,

@@ -14,10 +14,10 @@ from backend.pipelines.catalogue import PRESETS
 from backend.pipelines.presets import (
     CPU_GUIDANCE_INTERVAL,
     CPU_INTERVAL_REGULARISERS,
-    CPU_SJC_SPARSITY,
     EDIT_LR,
     EDIT_TOTAL_VARIATION,
     IF_GUIDANCE_SCALE,
+    PARTICLE_SPARSITY,
     RegulariserConfig,
     edit_config,
     preset_config,
@@ -72,11 +72,11 @@ def test_only_the_builtin_model_guides_by_noise_level():
     sds = preset_config("preview", "sds", BUILTIN)
     assert sds.guidance_interval == CPU_GUIDANCE_INTERVAL
     assert sds.regularisers == CPU_INTERVAL_REGULARISERS
-    # VSD takes CPU SDS's recipe whole; SJC all of it but the sparsity (CPU_SJC_SPARSITY)
-    assert preset_config("preview", "vsd", BUILTIN) == sds
-    sjc = preset_config("preview", "sjc", BUILTIN)
-    assert sjc.regularisers.sparsity == CPU_SJC_SPARSITY > sds.regularisers.sparsity
-    assert replace(sjc, regularisers=sds.regularisers) == sds
+    # VSD and SJC take CPU SDS's recipe but its sparsity (PARTICLE_SPARSITY)
+    for method in ("vsd", "sjc"):
+        config = preset_config("preview", method, BUILTIN)
+        assert config.regularisers.sparsity == PARTICLE_SPARSITY > sds.regularisers.sparsity
+        assert replace(config, regularisers=sds.regularisers) == sds
     for method, family in [("sds", LATENT), ("vsd", LATENT), ("sjc", LATENT), ("sds", PIXEL)]:
         assert preset_config("preview", method, family).guidance_interval is None, method
     edit = edit_config(sds)
