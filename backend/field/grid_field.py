@@ -73,7 +73,7 @@ def sampler_batches(grid: torch.Tensor, points: int) -> int:
 
     PyTorch's CPU grid sampler runs the batch dimension in parallel and each batch item on one
     thread, so one batch of N points leaves every other core idle. On CPU the points are split
-    into one batch per torch thread (2 threads: forward and backward take 0.5-0.55x;
+    into one batch per torch thread (2 threads: forward 0.51x, forward + backward 0.56x;
     docs/research/cpu-render-speed.md), each batch at least `MIN_POINTS_PER_BATCH` points, and
     no more batches than keep the backward's per-batch gradient copies of the grid under
     `MAX_GRADIENT_COPIES` values. Other devices parallelise over points: one batch.
