@@ -40,11 +40,21 @@ class NonFiniteGradient(RuntimeError):
     """Too many optimisation steps had a gradient with NaN or inf."""
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), so that a network in
+    bf16 runs faster than in fp32 instead of emulating it."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(
+    precision: str, device: torch.device, cpu_bf16: bool = True
+) -> torch.dtype:
     """The prior's dtype for a precision name on `device`.
 
-    "auto": bf16 on a CUDA device that supports it, else fp16 on CUDA; fp32 on CPU (and any
-    other device). Raises ValueError naming the field for an unknown name.
+    "auto": bf16 on a CUDA device that supports it, else fp16 on CUDA; on CPU bf16 where the
+    CPU has it natively (`cpu_has_bf16`; the built-in prior's guidance 0.6-0.75x,
+    docs/research/cpu-render-speed.md) and `cpu_bf16`, else fp32; fp32 on any other device.
+    Raises ValueError naming the field for an unknown name.
     """
     if precision not in PRECISIONS:
         raise FieldError(
@@ -52,6 +62,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         )
     if precision != "auto":
         return DTYPES[precision]
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_bf16 and cpu_has_bf16() else torch.float32
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

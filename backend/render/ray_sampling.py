@@ -40,11 +40,13 @@ def stratified_draws(rays: int, count: int, generator: torch.Generator | None) -
 
 
 def importance_draws(rays: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
-    """[rays, count] sorted CDF levels in (0, 1): uniform draws, or evenly spaced levels when
-    generator is None (sorted draws give sorted depths)."""
+    """[rays, count] sorted CDF levels in (0, 1), one in each of `count` equal strata,
+    u_k = (k + xi_k) / count with xi_k uniform (mip-NeRF 360's jittered levels: the importance
+    samples cover the pdf more evenly than sorted i.i.d. draws, and need no sort); evenly
+    spaced levels when generator is None. Sorted levels give sorted depths."""
     if generator is None:
         return torch.linspace(0.0, 1.0, count + 2)[1:-1].expand(rays, count).contiguous()
-    return torch.rand(rays, count, generator=generator).sort(dim=-1).values
+    return stratified_draws(rays, count, generator).add_(torch.arange(count)).div_(count)
 
 
 def stratified_samples(near: torch.Tensor, far: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

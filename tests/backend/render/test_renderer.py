@@ -104,6 +104,18 @@ def test_importance_samples_are_sorted_along_the_ray():
     assert (fine.diff(dim=-1) >= 0).all()
 
 
+def test_importance_draws_fall_one_in_each_stratum():
+    from backend.render.ray_sampling import importance_draws
+
+    draws = importance_draws(1000, 8, torch.Generator().manual_seed(0))
+    stratum = (draws * 8).floor()
+    assert (stratum == torch.arange(8.0)).all()
+    # Jittered within its stratum, not its centre: each level's mean is the stratum's middle.
+    within = draws * 8 - stratum
+    assert within.std() == pytest.approx((1 / 12) ** 0.5, abs=0.02)
+    assert torch.allclose(within.mean(dim=0), torch.full((8,), 0.5), atol=0.05)
+
+
 def _small_object_field(resolution: int = 32):
     """A grid field holding a small dense box around (0.2, -0.1, 0.1) in empty space."""
     from backend.field.grid_field import DenseGridField, GridFieldConfig
