@@ -46,9 +46,7 @@ def cpu_has_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def resolve_precision(
-    precision: str, device: torch.device, cpu_bf16: bool = True
-) -> torch.dtype:
+def resolve_precision(precision: str, device: torch.device, cpu_bf16: bool = True) -> torch.dtype:
     """The prior's dtype for a precision name on `device`.
 
     "auto": bf16 on a CUDA device that supports it, else fp16 on CUDA; on CPU bf16 where the

@@ -224,17 +224,10 @@ EDIT_TOTAL_VARIATION = 0.5
 """Highest total-variation weight of an edit: the field starts as the artist's mesh, whose
 sharp edges a generation's smoothing (`CPU_REGULARISERS`) would round off."""
 
-CPU_RENDER = RenderConfig(coarse_samples=32, fine_samples=24)
-"""Samples per ray with tiny-shapes: 32 coarse and 24 importance samples at jittered levels.
-The importance pass is most of a CPU step's render; 24 instead of 32 takes the render forward +
-backward to about 0.8x and leaves the judged prompts' colour, shape and measures within their
-seed-to-seed spread (docs/research/cpu-render-speed.md). "high" keeps 32 + 32."""
-
 _BUILTIN_RUN = DistillConfig(
     lr=CPU_LR,
     lr_end=CPU_LR_END,
     grid=CPU_START,
-    render=CPU_RENDER,
     regularisers=CPU_REGULARISERS,
     cameras=TRAINING_CAMERAS,
 )

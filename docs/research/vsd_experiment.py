@@ -4,7 +4,8 @@
 
 Overrides (all optional): guidance_scale, views, steps, lr, lr_end (the run); interval (the CPU
 guidance interval on the run and, for VSD, its weight), sds_reg (CPU SDS's regularisers), tv,
-sparsity; blob_density, blob_radius (start blob); particles; for VSD: lora_lr, camera_dropout,
+sparsity; blob_density, blob_radius (start blob); coarse_samples, fine_samples (per ray);
+precision (the request's); particles; for VSD: lora_lr, camera_dropout,
 lora_rank, lora_prompt, t_max_end, anneal_until (None for t_max_end: no annealing); preset.
 Prints the judged colour and shape of each mesh, its fill and largest extent, and for every
 method the particle-gradient norm per fifth of the run; for VSD also the LoRA loss per fifth
@@ -47,7 +48,11 @@ def _run_overrides(config, ov: dict):
         grid = replace(grid, blob_density=ov["blob_density"])
     if "blob_radius" in ov:
         grid = replace(grid, blob_radius=ov["blob_radius"])
-    return replace(config, regularisers=reg, grid=grid, **kw)
+    render = replace(
+        config.render,
+        **{k: ov[k] for k in ("coarse_samples", "fine_samples") if k in ov},
+    )
+    return replace(config, regularisers=reg, grid=grid, render=render, **kw)
 
 
 def _fifths(x: list[float]) -> list[float]:
@@ -122,6 +127,7 @@ def main() -> None:
         seed=seed,
         preset=ov.get("preset", "preview"),
         particles=ov.get("particles", 1),
+        precision=ov.get("precision", "auto"),
     )
     events = list(runner.run_job(request, device="cpu", model=None, should_cancel=lambda: False))
     meshes = []

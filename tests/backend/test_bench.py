@@ -73,3 +73,21 @@ def test_bench_splits_stage_2_when_the_preset_has_it(monkeypatch, pixel_prior):
     assert set(refine["section_ms"]) >= {"render", "guidance", "regularisers", "backward"}
     assert refine["regularisers_ms"] > 0 and refine["rasterise_fwd_bwd_ms"] > 0
     assert "| sds | 2 x 16^2 | 800 |" in bench._refine_table([row])  # 200 subdivided once
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["reference", "fast"])
+def test_reference_path_is_the_step_of_2026_12_06(monkeypatch, reference):
+    """The reference path runs the prior in fp32, the fast path in "auto" precision (bf16 where
+    the CPU has it)."""
+    import torch
+
+    from backend.guidance.precision import resolve_precision
+
+    real = presets.preset_config
+    small = lambda *args: bench_small(real(*args))  # noqa: E731
+    monkeypatch.setattr(presets, "preset_config", small)
+    monkeypatch.setattr(runner, "preset_config", small)
+    row = bench.measure("sds", 1, "preview", None, "cpu", "auto", reference=reference)
+    auto = "bf16" if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16 else "fp32"
+    assert row["precision"] == ("fp32" if reference else auto)
+    assert row["path"] == ("reference" if reference else "fast")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.guidance import precision
 from backend.guidance.distillation import DistillationStep
 from backend.guidance.precision import (
     NonFiniteGradient,
@@ -63,9 +64,12 @@ def test_the_distillation_loss_is_fp32_and_does_not_overflow(checkpoints, dtype)
     assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
 
 
-def test_auto_precision_and_names():
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_precision_and_names(monkeypatch, has_bf16):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: has_bf16)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == torch.float32
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if has_bf16 else torch.float32)
+    assert resolve_precision("auto", cpu, cpu_bf16=False) == torch.float32
     assert resolve_precision("fp16", cpu) == torch.float16
     assert resolve_precision("bf16", cpu) == torch.bfloat16
     assert precision_name(torch.bfloat16) == "bf16"
