@@ -33,7 +33,7 @@ PRESET_ITEMS = [
     ("high", "High", "Most steps, finer grid and a larger texture"),
 ]
 PRECISION_DESCRIPTIONS = {
-    "auto": "bf16 or fp16 on a GPU, fp32 on a CPU (the server decides)",
+    "auto": "bf16 or fp16 on a GPU; bf16 on a CPU that has it, else fp32 (the server decides)",
     "fp32": "Full precision: slowest on a GPU, always safe",
     "fp16": "Half precision: fast on any CUDA GPU",
     "bf16": "bfloat16: fast and overflow-free on recent GPUs (A100, H100, RTX 30xx and newer)",
