@@ -727,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="precision of the prior (auto: bf16/fp16 on CUDA; bf16 on a CPU that has it, else fp32)",
+        help="precision of the prior (auto: bf16/fp16 on CUDA; bf16 on a CPU with it, else fp32)",
     )
     job.add_argument("--seed", type=_parse_seed, default=0, help="random seed")
     job.add_argument("--negative", help="negative prompt: what to avoid")
