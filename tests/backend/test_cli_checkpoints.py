@@ -18,6 +18,7 @@ import pytest
 
 from backend.cli import main
 from backend.export.glb import read_glb
+from backend.guidance.precision import cpu_has_bf16
 from protocol.client import Client
 from protocol.errors import ServerUnreachable
 
@@ -74,7 +75,8 @@ def test_info_shows_family_precision_and_preset_values(capsys, checkpoints):
     assert "sds: preview 1500 steps x 1 views at 64 px, guidance 100" in out
     assert "shapes:" not in out  # no small vocabulary: any prompt goes
     code, out, _ = _run(capsys, "info")
-    assert "family built-in, precision fp32" in out and "shapes: cube" in out
+    auto = "bf16" if cpu_has_bf16() else "fp32"  # what "auto" means on this CPU
+    assert f"family built-in, precision {auto}" in out and "shapes: cube" in out
 
 
 @pytest.mark.parametrize(
