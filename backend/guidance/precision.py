@@ -50,7 +50,7 @@ def resolve_precision(precision: str, device: torch.device, cpu_bf16: bool = Tru
     """The prior's dtype for a precision name on `device`.
 
     "auto": bf16 on a CUDA device that supports it, else fp16 on CUDA; on CPU bf16 where the
-    CPU has it natively (`cpu_has_bf16`; the built-in prior's guidance 0.6-0.75x,
+    CPU has it natively (`cpu_has_bf16`; the built-in prior's guidance 0.64-0.77x,
     docs/research/cpu-render-speed.md) and `cpu_bf16`, else fp32; fp32 on any other device.
     Raises ValueError naming the field for an unknown name.
     """
