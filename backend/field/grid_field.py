@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from backend.field import cpu_trilinear
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig, occupied_cells
@@ -46,66 +47,40 @@ class GridFieldConfig:
     """Initial albedo (grey)."""
 
 
-MIN_POINTS_PER_BATCH = 4096
-"""Fewest points a CPU lookup hands to one thread (`sampler_batches`)."""
-MAX_GRADIENT_COPIES = 32 * 1024 * 1024
-"""Most grid values the per-thread gradient copies of a CPU lookup may hold together (128 MB
-in fp32; `sampler_batches`)."""
-
-_one_batch = False
-"""Set by `one_batch_lookups` (the bench's reference path)."""
+_reference = False
+"""Set by `reference_lookups` (the bench's reference path)."""
 
 
 @contextmanager
-def one_batch_lookups() -> Iterator[None]:
-    """Within it, every lookup runs as one batch: the render path before the CPU lookups were
-    split (2026-12-06, commit 9b3480e), which `boxdream bench` times beside today's."""
-    global _one_batch
-    before, _one_batch = _one_batch, True
+def reference_lookups() -> Iterator[None]:
+    """Within it, every lookup is `F.grid_sample` in one batch: the render path of 2026-12-06
+    (commit 9b3480e), which `boxdream bench` times beside today's."""
+    global _reference
+    before, _reference = _reference, True
     try:
         yield
     finally:
-        _one_batch = before
-
-
-def sampler_batches(grid: torch.Tensor, points: int) -> int:
-    """How many batches a lookup of `points` points in `grid` [1, C, r, r, r] is split into.
-
-    PyTorch's CPU grid sampler runs the batch dimension in parallel and each batch item on one
-    thread, so one batch of N points leaves every other core idle. On CPU the points are split
-    into one batch per torch thread (2 threads: forward 0.51x, forward + backward 0.56x;
-    docs/research/cpu-render-speed.md), each batch at least `MIN_POINTS_PER_BATCH` points, and
-    no more batches than keep the backward's per-batch gradient copies of the grid under
-    `MAX_GRADIENT_COPIES` values. Other devices parallelise over points: one batch.
-    """
-    if grid.device.type != "cpu" or _one_batch:
-        return 1
-    by_points = points // MIN_POINTS_PER_BATCH
-    by_memory = MAX_GRADIENT_COPIES // grid.numel()
-    return max(1, min(torch.get_num_threads(), by_points, by_memory))
+        _reference = before
 
 
 def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
     """Trilinear lookup of a grid [1, C, r, r, r] spanning [-bound, bound]^3 (axes z, y, x;
     corners on the cube's corners) at points [N, 3] -> [N, C]; border-clamped outside.
 
-    The points are looked up in `sampler_batches` batches of the same grid (an expanded view,
-    no copy); each point's value is the same whatever the split."""
+    On CPU the fused kernel of `cpu_trilinear` (2026-12-07: forward + backward 0.2x of the
+    grid sampler's on 2 threads) unless the points need a gradient; elsewhere, and on the
+    reference path, `F.grid_sample`, which gives the same values up to float rounding."""
+    if not _reference and cpu_trilinear.supports(grid, points):
+        return cpu_trilinear.trilinear_lookup(grid, points, bound)
     n, c = points.shape[0], grid.shape[1]
-    batches = sampler_batches(grid, n)
-    per_batch = -(-n // batches)
-    coords = points / bound
-    if per_batch * batches != n:  # pad to equal batches; the padding's values are dropped
-        coords = torch.cat([coords, coords.new_zeros(per_batch * batches - n, 3)])
-    coords = coords.view(batches, per_batch, 1, 1, 3)
     out = F.grid_sample(
-        grid.expand(batches, -1, -1, -1, -1),
-        coords,
+        grid,
+        (points / bound).view(1, n, 1, 1, 3).to(grid.dtype),
         mode="bilinear",
         padding_mode="border",
         align_corners=True,
-    )  # [batches, C, per_batch, 1, 1]
-    return out.view(batches, c, per_batch).permute(0, 2, 1).reshape(-1, c)[:n]
+    )  # [1, C, N, 1, 1]
+    return out.view(c, n).t()
 
 
 def _length(points: torch.Tensor) -> torch.Tensor:

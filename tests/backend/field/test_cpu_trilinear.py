@@ -1,0 +1,150 @@
+"""The CPU trilinear kernel against `F.grid_sample` (align_corners=True, border padding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.field import cpu_trilinear
+from backend.field.cpu_trilinear import gradient_copies, supports, trilinear_lookup
+
+
+def grid_sample(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
+    n = points.shape[0]
+    out = F.grid_sample(
+        grid,
+        (points / bound).view(1, n, 1, 1, 3),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )
+    return out.view(grid.shape[1], n).t()
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape", [(7, 16, 16, 16), (3, 5, 9, 6), (1, 2, 2, 2)])
+def test_values_and_grid_gradients_equal_the_grid_sampler(shape, two_threads):
+    generator = torch.Generator().manual_seed(0)
+    grid = torch.randn(1, *shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    # Inside and outside the cube, on its faces and corners (border-clamped there).
+    points = torch.rand(3001, 3, dtype=torch.float64, generator=generator) * 3.0 - 1.5
+    points[:8] = torch.tensor(
+        [[sx, sy, sz] for sx in (-1.5, 1.5) for sy in (-1, 1) for sz in (-1, 1)]
+    )
+    weights = torch.randn(3001, shape[0], dtype=torch.float64, generator=generator)
+    bound = 1.5
+    fast = trilinear_lookup(grid, points, bound)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), grid)
+    reference = grid_sample(grid, points, bound)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), grid)
+    torch.testing.assert_close(fast, reference, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(fast_grad, reference_grad, atol=1e-11, rtol=1e-11)
+
+
+def test_fp32_matches_within_rounding(two_threads):
+    generator = torch.Generator().manual_seed(1)
+    grid = torch.randn(1, 7, 64, 64, 64, generator=generator, requires_grad=True)
+    points = torch.rand(100_000, 3, generator=generator) * 2.0 - 1.0
+    fast = trilinear_lookup(grid, points, 1.0)
+    reference = grid_sample(grid, points, 1.0)
+    torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), grid)
+    (reference_grad,) = torch.autograd.grad(reference.sum(), grid)
+    torch.testing.assert_close(fast_grad, reference_grad, atol=1e-4, rtol=1e-5)
+
+
+def test_gradcheck():
+    grid = torch.randn(1, 2, 4, 5, 3, dtype=torch.float64, requires_grad=True)
+    points = torch.rand(40, 3, dtype=torch.float64) * 2.4 - 1.2
+    assert torch.autograd.gradcheck(lambda g: trilinear_lookup(g, points, 1.0), (grid,))
+
+
+def test_one_thread_and_two_give_the_same_values_and_near_equal_gradients():
+    grid = torch.randn(1, 4, 12, 12, 12, requires_grad=True)
+    points = torch.rand(20_001, 3) * 2.0 - 1.0
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            out = trilinear_lookup(grid, points, 1.0)
+            results.append((out, *torch.autograd.grad(out.sum(), grid)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=1e-6)
+
+
+def test_a_nan_point_gives_nan_and_no_gradient():
+    grid = torch.randn(1, 3, 6, 6, 6, requires_grad=True)
+    points = torch.tensor([[0.1, 0.2, 0.3], [float("nan"), 0.0, 0.0]])
+    out = trilinear_lookup(grid, points, 1.0)
+    assert out[1].isnan().all() and out[0].isfinite().all()
+    (grad,) = torch.autograd.grad(out, grid, torch.ones_like(out))  # dL/dout = 1 on the NaN too
+    (grad_of_the_finite_point,) = torch.autograd.grad(
+        trilinear_lookup(grid, points[:1], 1.0).sum(), grid
+    )
+    assert torch.equal(grad, grad_of_the_finite_point)
+
+
+def test_gradient_copies_stay_within_the_budget(two_threads):
+    assert gradient_copies(7 * 64**3) == 2
+    assert gradient_copies(cpu_trilinear.MAX_GRADIENT_COPIES) == 1
+    assert gradient_copies(cpu_trilinear.MAX_GRADIENT_COPIES * 4) == 1
+
+
+def test_lookups_it_cannot_take_are_refused_with_the_reason():
+    grid = torch.zeros(1, 1, 4, 4, 4)
+    assert not supports(grid.bfloat16(), torch.zeros(1, 3))
+    assert not supports(torch.zeros(1, 1, 1, 4, 4), torch.zeros(1, 3))
+    points = torch.zeros(1, 3, requires_grad=True)
+    assert not supports(grid, points)
+    with pytest.raises(ValueError, match="requires_grad=True"):
+        trilinear_lookup(grid, points, 1.0)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """`library()` built anew into an empty cache, and forgotten afterwards."""
+    monkeypatch.setenv("BOXDREAM_KERNEL_CACHE", str(tmp_path))
+    cpu_trilinear.library.cache_clear()
+    yield tmp_path
+    cpu_trilinear.library.cache_clear()
+
+
+def test_the_kernel_is_built_once_into_its_cache(fresh_library):
+    assert cpu_trilinear.library() is not None
+    (built,) = fresh_library.glob("cpu_trilinear-*.so")
+    stamp = built.stat().st_mtime_ns
+    cpu_trilinear.library.cache_clear()
+    assert cpu_trilinear.library() is not None
+    assert built.stat().st_mtime_ns == stamp  # loaded from the cache, not rebuilt
+
+
+def test_without_a_compiler_lookups_fall_back_to_the_grid_sampler(
+    fresh_library, monkeypatch, caplog
+):
+    from backend.field.grid_field import sample_grid
+
+    monkeypatch.setenv("CC", str(fresh_library / "no-such-compiler"))
+    with caplog.at_level("WARNING"):
+        assert cpu_trilinear.library() is None
+    assert "could not be built" in caplog.text and "no-such-compiler" in caplog.text
+    grid = torch.randn(1, 2, 5, 5, 5)
+    points = torch.rand(50, 3) * 2.0 - 1.0
+    assert not supports(grid, points)
+    torch.testing.assert_close(sample_grid(grid, points, 1.0), grid_sample(grid, points, 1.0))
+
+
+def test_the_kernel_can_be_turned_off(fresh_library, monkeypatch):
+    monkeypatch.setenv("BOXDREAM_CPU_KERNEL", "0")
+    assert cpu_trilinear.library() is None
+    assert not list(fresh_library.iterdir())
