@@ -50,14 +50,16 @@
         }                                                                                     \
     }                                                                                         \
                                                                                               \
+    /* scratch [copy_count, D, H, W, C]: one gradient copy per thread; out [D, H, W, C]:     \
+     * their sum. */                                                                          \
     void trilinear_backward_##SUFFIX(const T *grad_out, const T *points, int64_t N, T scale,  \
-                                     T *copies, int64_t copy_count, int64_t D, int64_t H,     \
-                                     int64_t W, int64_t C) {                                  \
+                                     T *scratch, int64_t copy_count, int64_t D, int64_t H,    \
+                                     int64_t W, int64_t C, T *out) {                          \
         const int64_t size = D * H * W * C;                                                   \
         const int64_t share = (N + copy_count - 1) / copy_count;                              \
         _Pragma("omp parallel for num_threads(copy_count) schedule(static, 1)")              \
         for (int64_t s = 0; s < copy_count; ++s) {                                            \
-            T *g = copies + s * size;                                                         \
+            T *g = scratch + s * size;                                                        \
             for (int64_t v = 0; v < size; ++v) g[v] = (T)0;                                   \
             const int64_t end = (s + 1) * share < N ? (s + 1) * share : N;                    \
             for (int64_t n = s * share; n < end; ++n) {                                       \
@@ -70,6 +72,12 @@
                 for (int q = 0; q < 8; ++q)                                                   \
                     for (int64_t c = 0; c < C; ++c) g[at[q] + c] += w[q] * go[c];             \
             }                                                                                 \
+        }                                                                                     \
+        _Pragma("omp parallel for num_threads(copy_count) schedule(static)")                 \
+        for (int64_t v = 0; v < size; ++v) {                                                  \
+            T sum = scratch[v];                                                               \
+            for (int64_t s = 1; s < copy_count; ++s) sum += scratch[s * size + v];            \
+            out[v] = sum;                                                                     \
         }                                                                                     \
     }
 
