@@ -48,10 +48,10 @@ def measure(
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
     is the CLIP for method "clip" (None: tiny-clip). reference: the step of 2026-12-06 (commit
     9b3480e): every grid lookup by `F.grid_sample` in one batch (`reference_lookups`), no
-    empty-space skipping, and "auto" precision meaning fp32 on CPU as it did then; otherwise
-    the preset's own render and precision. Both use today's jittered importance levels
-    (sorting i.i.d. draws cost 3 ms more a step), so the ratios understate the speed-up by that
-    much."""
+    empty-space skipping, Adam's per-parameter loop, and "auto" precision meaning fp32 on CPU
+    as it did then; otherwise the preset's own render and precision. Both use today's
+    jittered importance levels (sorting i.i.d. draws cost 3 ms more a step), so the ratios
+    understate the speed-up by that much."""
     import torch
 
     from backend.export.export_field import ExportTimings, to_glb
@@ -79,7 +79,7 @@ def measure(
     preset_steps = preset_run.steps
     config = replace(preset_run, steps=steps + warmup, preview_every=0)
     if reference:
-        config = replace(config, render=replace(config.render, skip_empty=False))
+        config = replace(config, render=replace(config.render, skip_empty=False), fused_adam=False)
     if config.refine is not None:
         config = replace(config, refine=replace(config.refine, steps=steps + warmup))
     request = GenerateRequest(prompt="a red cube", method=method, preset=preset_name)

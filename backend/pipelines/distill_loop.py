@@ -163,7 +163,13 @@ def distill(run: DistillRun) -> Iterator[Progress | Preview]:
     sample_views, generator, subject = run.sample_views, run.generator, run.subject
     state = run.state or LoopState()
     device = prior.device
-    optimiser = torch.optim.Adam(field.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+    optimiser = torch.optim.Adam(
+        field.parameters(),
+        lr=config.lr,
+        betas=(0.9, 0.99),
+        eps=1e-15,
+        fused=config.fused_adam or None,
+    )
     guard = NonFiniteGuard(f"method {method.name}", prior.precision, config.max_non_finite_steps)
     reg = config.regularisers
     start = time.perf_counter()

@@ -137,6 +137,10 @@ class DistillConfig:
     """Learning rate at the last step, reached by exponential decay from `lr` (None: constant).
     A high rate carves the shape quickly; a low one at the end averages the step-to-step noise
     of score distillation out of the surface instead of freezing it in as spikes."""
+    fused_adam: bool = True
+    """Adam's update in one fused kernel (`torch.optim.Adam(fused=True)`: the same update up to
+    float rounding; a 64^3 grid's step 0.3 ms against 3.9 ms on 2 CPU cores, 2026-12-07).
+    False: the per-parameter loop, the reference path that `boxdream bench` times."""
     grid: GridFieldConfig = dataclasses.field(default_factory=GridFieldConfig)
     """Representation."""
     render: RenderConfig = dataclasses.field(default_factory=lambda: RenderConfig(32, 32))
