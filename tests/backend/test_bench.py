@@ -91,3 +91,53 @@ def test_reference_path_is_the_step_of_2026_12_06(monkeypatch, reference):
     auto = "bf16" if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16 else "fp32"
     assert row["precision"] == ("fp32" if reference else auto)
     assert row["path"] == ("reference" if reference else "fast")
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["reference", "fast"])
+def test_reference_path_updates_with_the_per_parameter_adam(monkeypatch, reference):
+    import torch
+
+    fused = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(*args, **kwargs):
+        fused.append(kwargs.get("fused"))
+        return real_adam(*args, **kwargs)
+
+    real = presets.preset_config
+    small = lambda *args: bench_small(real(*args))  # noqa: E731
+    monkeypatch.setattr(presets, "preset_config", small)
+    monkeypatch.setattr(runner, "preset_config", small)
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    bench.measure("sds", 1, "preview", None, "cpu", "fp32", reference=reference)
+    assert fused[0] is (None if reference else True)
+
+
+def test_rounds_alternate_the_paths_and_the_fastest_counts(monkeypatch, capsys):
+    calls = []
+    steps = iter([300.0, 150.0, 280.0, 160.0])  # reference, fast, reference, fast
+
+    def measured(args, method, reference):
+        calls.append(reference)
+        return {
+            "method": method,
+            "path": "reference" if reference else "fast",
+            "views x res": "8 x 32^2",
+            "step_ms": next(steps),
+            "render_fwd_bwd_ms": 50.0,
+            "guidance_ms": 50.0,
+            "steps_per_s": 1.0,
+            "preset_steps": 300,
+            "export_ms": 1000.0,
+            "peak_rss_mb": 600.0 + 10 * len(calls),
+        }
+
+    monkeypatch.setattr(bench, "_measure_apart", measured)
+    args = bench.build_parser().parse_args(["--methods", "sds", "--rounds", "2"])
+    assert bench.main(args) == 0
+    assert calls == [True, False, True, False]
+    out = capsys.readouterr().out
+    # fastest of each path: 280 (peak RSS the higher of its rounds, 630) and 150 (640)
+    assert "| sds | 8 x 32^2 | 150 | 280 | 0.54x |" in out and "| 640 |" in out
+    assert "fastest of 2 round(s)" in out
+    assert bench.main(bench.build_parser().parse_args(["--rounds", "0"])) == 2
