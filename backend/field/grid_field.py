@@ -63,24 +63,52 @@ def reference_lookups() -> Iterator[None]:
         _reference = before
 
 
+MIN_POINTS_PER_BATCH = 4096
+"""Fewest points a CPU grid-sampler lookup hands to one thread (`sampler_batches`)."""
+
+
+def sampler_batches(grid: torch.Tensor, points: int) -> int:
+    """How many batches a grid-sampler lookup of `points` points in `grid` [1, C, r, r, r] is
+    split into, where the C kernel does not take it (no compiler, or points that need a
+    gradient).
+
+    PyTorch's CPU grid sampler runs the batch dimension in parallel and each batch item on one
+    thread, so one batch of N points leaves every other core idle. On CPU the points are split
+    into one batch per torch thread (2 threads: forward 0.51x, forward + backward 0.56x;
+    docs/research/cpu-render-speed.md), each batch at least `MIN_POINTS_PER_BATCH` points,
+    within the budget of per-thread gradient copies (`cpu_trilinear.gradient_copies`). Other
+    devices, and the reference path, parallelise over points: one batch."""
+    if grid.device.type != "cpu" or _reference:
+        return 1
+    by_points = points // MIN_POINTS_PER_BATCH
+    return max(1, min(cpu_trilinear.gradient_copies(grid.numel()), by_points))
+
+
 def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
     """Trilinear lookup of a grid [1, C, r, r, r] spanning [-bound, bound]^3 (axes z, y, x;
     corners on the cube's corners) at points [N, 3] -> [N, C]; border-clamped outside.
 
-    On CPU the fused kernel of `cpu_trilinear` (2026-12-07: forward + backward 0.2x of the
-    grid sampler's on 2 threads) unless the points need a gradient; elsewhere, and on the
-    reference path, `F.grid_sample`, which gives the same values up to float rounding."""
+    On CPU the C kernel of `cpu_trilinear` (2026-12-07: forward + backward 0.2x of the grid
+    sampler's on 2 threads) unless the points need a gradient; otherwise `F.grid_sample`, in
+    `sampler_batches` batches of the same grid (an expanded view, no copy), which gives the
+    same values up to float rounding. The reference path always takes the grid sampler in
+    one batch."""
     if not _reference and cpu_trilinear.supports(grid, points):
         return cpu_trilinear.trilinear_lookup(grid, points, bound)
     n, c = points.shape[0], grid.shape[1]
+    batches = sampler_batches(grid, n)
+    per_batch = -(-n // batches)
+    coords = (points / bound).to(grid.dtype)
+    if per_batch * batches != n:  # pad to equal batches; the padding's values are dropped
+        coords = torch.cat([coords, coords.new_zeros(per_batch * batches - n, 3)])
     out = F.grid_sample(
-        grid,
-        (points / bound).view(1, n, 1, 1, 3).to(grid.dtype),
+        grid.expand(batches, -1, -1, -1, -1),
+        coords.view(batches, per_batch, 1, 1, 3),
         mode="bilinear",
         padding_mode="border",
         align_corners=True,
-    )  # [1, C, N, 1, 1]
-    return out.view(c, n).t()
+    )  # [batches, C, per_batch, 1, 1]
+    return out.view(batches, c, per_batch).permute(0, 2, 1).reshape(-1, c)[:n]
 
 
 def _length(points: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from backend.field.grid_field import (
     GridFieldConfig,
     reference_lookups,
     sample_grid,
+    sampler_batches,
 )
 
 
@@ -120,3 +121,39 @@ def test_points_that_need_a_gradient_get_one():
     points = (torch.rand(100, 3) * 1.8 - 0.9).requires_grad_(True)
     (grad,) = torch.autograd.grad(sample_grid(grid, points, 1.0).sum(), points)
     assert grad.abs().sum() > 0
+
+
+def test_split_grid_sampler_lookups_equal_one_batch_values_and_gradients():
+    # Points that need a gradient take the grid sampler (so does every lookup without the C
+    # kernel); 10,001 points: padded to equal batches on 2 threads.
+    grid = torch.randn(1, 7, 16, 16, 16, requires_grad=True)
+    points = (torch.rand(10_001, 3) * 2.2 - 1.1).requires_grad_(True)  # some outside the cube
+    weights = torch.randn(10_001, 7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert sampler_batches(grid, len(points)) == 2
+        split = sample_grid(grid, points, 1.0)
+        split_grads = torch.autograd.grad((split * weights).sum(), [grid, points])
+        with reference_lookups():
+            assert sampler_batches(grid, len(points)) == 1
+            whole = sample_grid(grid, points, 1.0)
+            whole_grads = torch.autograd.grad((whole * weights).sum(), [grid, points])
+    finally:
+        torch.set_num_threads(threads)
+    assert split.shape == (10_001, 7)
+    assert torch.equal(split, whole)
+    for a, b in zip(split_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_grid_sampler_lookups_are_not_split_beyond_the_gradient_copies_budget():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = torch.zeros(1, 7, 16, 16, 16)
+        assert sampler_batches(small, 1000) == 1  # too few points for a second batch
+        huge = torch.zeros(1).expand(1, 1, 400, 400, 400)  # 64M values, no copy
+        assert sampler_batches(huge, 10**6) == 1
+    finally:
+        torch.set_num_threads(threads)
