@@ -17,9 +17,12 @@ continuous voxel coordinate along one axis (align_corners=True, border-clamped, 
 
 The backward gives dL/dgrid only (the same weights times dL/dout, summed into the corners);
 points that need a gradient are looked up by `F.grid_sample` (`grid_field.sample_grid`).
-Each thread sums its share of the points into its own gradient copy and the copies are
-added, so the result is deterministic for a given thread count. A NaN point gives NaN
-values and no gradient, as the grid sampler does, and never reads or writes outside the grid.
+Each thread owns a slab of z-layers of the gradient (slabs holding about equal shares of
+the points) and adds every point's corners that fall in it, so no two threads write one
+value, there are no per-thread copies to zero and add (a third of the memory traffic of
+copies), and each value sums its points in point order whatever the thread count. A NaN
+point gives NaN values and no gradient, as the grid sampler does, and never reads or writes
+outside the grid.
 
 The C file is built with the system's C compiler (`$CC`, else `cc`) on first use, with
 OpenMP where the compiler has it, into `$BOXDREAM_KERNEL_CACHE` (default
@@ -102,7 +105,7 @@ def library() -> ctypes.CDLL | None:
             forward = getattr(lib, f"trilinear_forward_{suffix}")
             forward.argtypes = [pointer, *[size] * 4, pointer, size, real, pointer, threads]
             backward = getattr(lib, f"trilinear_backward_{suffix}")
-            backward.argtypes = [pointer, pointer, size, real, pointer, *[size] * 5, pointer]
+            backward.argtypes = [pointer, pointer, size, real, *[size] * 4, pointer, threads]
         return lib
     log.warning(
         "the CPU trilinear kernel could not be built with %r (%s); grid lookups use "
@@ -111,17 +114,6 @@ def library() -> ctypes.CDLL | None:
         "; ".join(failures),
     )
     return None
-
-
-MAX_GRADIENT_COPIES = 32 * 1024 * 1024
-"""Most grid values the per-thread gradient copies of one backward may hold together (128 MB
-in fp32); a grid too large for one copy per thread gets fewer copies, and fewer threads."""
-
-
-def gradient_copies(grid_values: int) -> int:
-    """Per-thread gradient copies (and so threads) of a backward into a grid of that many
-    values: one per torch thread, within `MAX_GRADIENT_COPIES`."""
-    return max(1, min(_threads(), MAX_GRADIENT_COPIES // grid_values))
 
 
 def _threads() -> int:
@@ -150,9 +142,8 @@ _scratch = threading.local()
 
 def _scratch_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     """A buffer of `numel` values that only the calling thread uses and only within one kernel
-    call: the channels-last table of a forward, the gradient copies of a backward. Kept
-    between calls (up to `MAX_SCRATCH` values), so the kernels write memory that is already
-    mapped and in cache rather than fresh pages (backward 0.8x, 2026-12-07)."""
+    call (the channels-last table of a forward), kept between calls (up to `MAX_SCRATCH`
+    values), so the copy writes memory that is already mapped and in cache."""
     if numel > MAX_SCRATCH:
         return torch.empty(numel, dtype=dtype)
     buffers: dict[torch.dtype, torch.Tensor] = _scratch.__dict__.setdefault("buffers", {})
@@ -183,15 +174,11 @@ class _TrilinearLookup(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (points,) = ctx.saved_tensors
         _, channels, depth, height, width = ctx.grid_shape
-        size = channels * depth * height * width
-        copies = gradient_copies(size)
-        scratch = _scratch_buffer(copies * size, points.dtype)
         grad = points.new_empty(depth, height, width, channels)
         grad_out = grad_out.contiguous()
         kernel = getattr(library(), f"trilinear_backward_{DTYPES[points.dtype]}")
         kernel(grad_out.data_ptr(), points.data_ptr(), points.shape[0], 1.0 / ctx.bound,
-               scratch.data_ptr(), copies, depth, height, width, channels,
-               grad.data_ptr())  # fmt: skip
+               depth, height, width, channels, grad.data_ptr(), _threads())  # fmt: skip
         return grad.permute(3, 0, 1, 2).unsqueeze(0), None, None
 
 

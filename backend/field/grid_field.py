@@ -65,6 +65,9 @@ def reference_lookups() -> Iterator[None]:
 
 MIN_POINTS_PER_BATCH = 4096
 """Fewest points a CPU grid-sampler lookup hands to one thread (`sampler_batches`)."""
+MAX_GRADIENT_COPIES = 32 * 1024 * 1024
+"""Most grid values the per-batch gradient copies of a grid-sampler backward may hold
+together (128 MB in fp32; `sampler_batches`)."""
 
 
 def sampler_batches(grid: torch.Tensor, points: int) -> int:
@@ -76,12 +79,14 @@ def sampler_batches(grid: torch.Tensor, points: int) -> int:
     thread, so one batch of N points leaves every other core idle. On CPU the points are split
     into one batch per torch thread (2 threads: forward 0.51x, forward + backward 0.56x;
     docs/research/cpu-render-speed.md), each batch at least `MIN_POINTS_PER_BATCH` points,
-    within the budget of per-thread gradient copies (`cpu_trilinear.gradient_copies`). Other
-    devices, and the reference path, parallelise over points: one batch."""
+    and no more batches than keep the backward's per-batch gradient copies of the grid under
+    `MAX_GRADIENT_COPIES` values. Other devices, and the reference path, parallelise over
+    points: one batch."""
     if grid.device.type != "cpu" or _reference:
         return 1
     by_points = points // MIN_POINTS_PER_BATCH
-    return max(1, min(cpu_trilinear.gradient_copies(grid.numel()), by_points))
+    by_memory = MAX_GRADIENT_COPIES // grid.numel()
+    return max(1, min(torch.get_num_threads(), by_points, by_memory))
 
 
 def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
