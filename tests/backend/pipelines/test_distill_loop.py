@@ -67,6 +67,22 @@ def test_edge_smoothing_replaces_the_squared_term_on_the_density_only():
     torch.testing.assert_close(smoothing_loss(field, reg), expected)
 
 
+def _fixed_view_run(field, prior, config, generator, view=None) -> list:
+    """The events of `distill` on `field` from one fixed camera, SDS with zero noise."""
+    cameras = sample_cameras(1, config.cameras, generator)
+    run = DistillRun(
+        field,
+        prior,
+        SDS(prior),
+        config,
+        lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
+        generator,
+        lambda: False,
+        subject=None if view is None else lambda step: view,
+    )
+    return list(distill(run))
+
+
 def test_a_step_smooths_only_what_it_renders_and_leaves_the_rest_alone(pixel_prior):
     boxes = [
         OrientedBox(centre=(-0.25, 0.0, 0.0), half_size=(0.2, 0.2, 0.2), yaw_deg=0.0),
@@ -83,21 +99,8 @@ def test_a_step_smooths_only_what_it_renders_and_leaves_the_rest_alone(pixel_pri
         DistillConfig(steps=3, views=1, resolution=8, render=RenderConfig(8, 8), preview_every=0),
         regularisers=RegulariserConfig(total_variation=10.0),
     )
-    cameras = sample_cameras(1, config.cameras, generator)
     view = scene.objects[0].view()
-    run = distill(
-        DistillRun(
-            scene,
-            pixel_prior,
-            SDS(pixel_prior),
-            config,
-            lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
-            generator,
-            lambda: False,
-            subject=lambda step: view,
-        )
-    )
-    assert len(list(run)) == 3
+    assert len(_fixed_view_run(scene, pixel_prior, config, generator, view)) == 3
     assert not torch.equal(scene.objects[0].field.density_grid, first)
     for parameter, start in zip(scene.objects[1].parameters(), before, strict=True):
         assert torch.equal(parameter, start)
@@ -113,19 +116,7 @@ def test_fused_adam_moves_the_grid_as_the_per_parameter_loop_does(pixel_prior):
             steps=1, views=1, resolution=8, render=RenderConfig(8, 8), preview_every=0,
             fused_adam=fused,
         )  # fmt: skip
-        cameras = sample_cameras(1, config.cameras, generator)
-        events = distill(
-            DistillRun(
-                field,
-                pixel_prior,
-                SDS(pixel_prior),
-                config,
-                lambda step, gen: (cameras, lambda x_t, t: torch.zeros_like(x_t)),
-                generator,
-                lambda: False,
-            )
-        )
-        assert len(list(events)) == 1
+        assert len(_fixed_view_run(field, pixel_prior, config, generator)) == 1
         return [p.detach() for p in field.parameters()]
 
     torch.manual_seed(0)
