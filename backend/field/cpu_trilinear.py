@@ -3,8 +3,8 @@
 PyTorch's CPU 3D grid sampler is a generic loop: per point and per channel it recomputes
 bounds checks and strided offsets, and its backward scatters channel by channel into a
 channels-first gradient. For a preview render's 262,144 points x 7 channels on 2 threads it
-took 17 ms forward and 85 ms forward + backward (split in one batch per thread); this kernel
-takes 4 and 12 ms (docs/research/cpu-render-speed.md, 2026-12-07).
+takes 16 ms forward and 55 ms forward + backward (split in one batch per thread); this kernel
+takes 6 and 14 ms (docs/research/cpu-render-speed.md, 2026-12-07).
 
 The kernel (`cpu_trilinear.c`) reads a channels-last copy of the grid, [D, H, W, C] (axes z,
 y, x, channel), so a point's 8 corners are 8 short contiguous reads. With u a point's
@@ -109,7 +109,7 @@ def library() -> ctypes.CDLL | None:
         return lib
     log.warning(
         "the CPU trilinear kernel could not be built with %r (%s); grid lookups use "
-        "torch's grid sampler, renders about 2x slower",
+        "torch's grid sampler, renders about 1.8x slower",
         compiler,
         "; ".join(failures),
     )

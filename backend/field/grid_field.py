@@ -93,11 +93,11 @@ def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch
     """Trilinear lookup of a grid [1, C, r, r, r] spanning [-bound, bound]^3 (axes z, y, x;
     corners on the cube's corners) at points [N, 3] -> [N, C]; border-clamped outside.
 
-    On CPU the C kernel of `cpu_trilinear` (2026-12-07: forward + backward 0.2x of the grid
-    sampler's on 2 threads) unless the points need a gradient; otherwise `F.grid_sample`, in
-    `sampler_batches` batches of the same grid (an expanded view, no copy), which gives the
-    same values up to float rounding. The reference path always takes the grid sampler in
-    one batch."""
+    On CPU the C kernel of `cpu_trilinear` (2026-12-07: forward + backward 0.26x of the grid
+    sampler's split per thread on 2 threads) unless the points need a gradient; otherwise
+    `F.grid_sample`, in `sampler_batches` batches of the same grid (an expanded view, no
+    copy), which gives the same values up to float rounding. The reference path always takes
+    the grid sampler in one batch."""
     if not _reference and cpu_trilinear.supports(grid, points):
         return cpu_trilinear.trilinear_lookup(grid, points, bound)
     n, c = points.shape[0], grid.shape[1]
