@@ -47,7 +47,8 @@ def measure(
 ) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
     is the CLIP for method "clip" (None: tiny-clip). reference: the step of 2026-12-06 (commit
-    9b3480e): every grid lookup by `F.grid_sample` in one batch (`reference_lookups`), no
+    9b3480e): no C kernels: every grid lookup by `F.grid_sample` in one batch and the
+    total variation in PyTorch (`cpu_build.reference_path`), no
     empty-space skipping, Adam's per-parameter loop, and "auto" precision meaning fp32 on CPU
     as it did then; otherwise the preset's own render and precision. Both use today's
     jittered importance levels (sorting i.i.d. draws cost 3 ms more a step), so the ratios
@@ -55,7 +56,7 @@ def measure(
     import torch
 
     from backend.export.export_field import ExportTimings, to_glb
-    from backend.field.grid_field import reference_lookups
+    from backend.field.cpu_build import reference_path
     from backend.guidance.architectures import BUILDERS
     from backend.guidance.precision import resolve_precision
     from backend.pipelines.distill_loop import RENDER_SECTIONS, LoopState
@@ -88,7 +89,7 @@ def measure(
     loop = optimise_prompt_field(request, prior, config, lambda: False, state, refine_state)
     tick = time.perf_counter()
     warm: dict[str, dict[str, float]] = {}
-    with reference_lookups() if reference else contextlib.nullcontext():
+    with reference_path() if reference else contextlib.nullcontext():
         try:
             while True:
                 event = next(loop)

@@ -24,100 +24,37 @@ copies), and each value sums its points in point order whatever the thread count
 point gives NaN values and no gradient, as the grid sampler does, and never reads or writes
 outside the grid.
 
-The C file is built with the system's C compiler (`$CC`, else `cc`) on first use, with
-OpenMP where the compiler has it, into `$BOXDREAM_KERNEL_CACHE` (default
-~/.cache/boxdream/kernels), keyed by the source and flags; 0.3 s once. Without a compiler
-the lookups fall back to `F.grid_sample` with one warning. BOXDREAM_CPU_KERNEL=0 turns the
-kernel off.
+The C file is built on first use (`cpu_build`); without a compiler the lookups fall back to
+`F.grid_sample` with one warning.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import logging
-import os
-import platform
-import subprocess
 import threading
-from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
-log = logging.getLogger(__name__)
-
-SOURCE = Path(__file__).with_suffix(".c")
-"""The kernel's C source, shipped with the package."""
-BUILDS = (("-O3", "-fPIC", "-shared", "-fopenmp"), ("-O3", "-fPIC", "-shared"))
-"""Compiler flags tried in turn: with OpenMP (multi-threaded), then without (one thread, e.g.
-Apple clang)."""
-BUILD_TIMEOUT_S = 120
-"""Longest a build may take before the lookups fall back to the grid sampler."""
-DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-"""Grid dtypes the kernel is built for, and their C suffixes; others go to `F.grid_sample`."""
-
-
-def _cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "boxdream"
-    return Path(os.environ.get("BOXDREAM_KERNEL_CACHE", default / "kernels"))
-
-
-def _build(compiler: str, flags: tuple[str, ...]) -> Path:
-    """The shared library of `SOURCE` built with `flags`, from the cache or built now."""
-    key = hashlib.sha256(
-        b"\0".join(x.encode() for x in (SOURCE.read_text(), compiler, *flags, platform.machine()))
-    ).hexdigest()[:16]
-    library = _cache_dir() / f"cpu_trilinear-{key}.so"
-    if not library.exists():
-        library.parent.mkdir(parents=True, exist_ok=True)
-        partial = library.with_name(f"{library.name}.{os.getpid()}.partial")
-        subprocess.run(
-            [compiler, *flags, "-o", str(partial), str(SOURCE)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-        )
-        os.replace(partial, library)  # atomic: concurrent builders each leave a whole file
-    return library
+from backend.field import cpu_build
+from backend.field.cpu_build import DTYPES
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel, or None (turned off, or no build worked: said once in the log)."""
-    if os.environ.get("BOXDREAM_CPU_KERNEL", "1") == "0":
-        return None
-    compiler = os.environ.get("CC", "cc")
-    failures = []
-    for flags in BUILDS:
-        try:
-            lib = ctypes.CDLL(str(_build(compiler, flags)))
-        except subprocess.CalledProcessError as error:
-            failures.append(f"{' '.join(flags)}: {error.stderr.strip()[-300:]}")
-            continue
-        except (OSError, subprocess.TimeoutExpired) as error:
-            failures.append(f"{' '.join(flags)}: {error}")
-            continue
+    """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
+    lib = cpu_build.load(
+        "cpu_trilinear", "grid lookups use torch's grid sampler, renders about 1.8x slower"
+    )
+    if lib is not None:
         pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
             forward = getattr(lib, f"trilinear_forward_{suffix}")
             forward.argtypes = [pointer, *[size] * 4, pointer, size, real, pointer, threads]
             backward = getattr(lib, f"trilinear_backward_{suffix}")
             backward.argtypes = [pointer, pointer, size, real, *[size] * 4, pointer, threads]
-        return lib
-    log.warning(
-        "the CPU trilinear kernel could not be built with %r (%s); grid lookups use "
-        "torch's grid sampler, renders about 1.8x slower",
-        compiler,
-        "; ".join(failures),
-    )
-    return None
-
-
-def _threads() -> int:
-    return torch.get_num_threads()
+    return lib
 
 
 def supports(grid: torch.Tensor, points: torch.Tensor) -> bool:
@@ -163,7 +100,7 @@ class _TrilinearLookup(torch.autograd.Function):
         out = grid.new_empty(points.shape[0], channels)
         kernel = getattr(library(), f"trilinear_forward_{DTYPES[grid.dtype]}")
         kernel(table.data_ptr(), depth, height, width, channels, points.data_ptr(),
-               points.shape[0], 1.0 / bound, out.data_ptr(), _threads())  # fmt: skip
+               points.shape[0], 1.0 / bound, out.data_ptr(), cpu_build.threads())  # fmt: skip
         ctx.save_for_backward(points)
         ctx.grid_shape = grid.shape
         ctx.bound = bound
@@ -178,7 +115,7 @@ class _TrilinearLookup(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         kernel = getattr(library(), f"trilinear_backward_{DTYPES[points.dtype]}")
         kernel(grad_out.data_ptr(), points.data_ptr(), points.shape[0], 1.0 / ctx.bound,
-               depth, height, width, channels, grad.data_ptr(), _threads())  # fmt: skip
+               depth, height, width, channels, grad.data_ptr(), cpu_build.threads())  # fmt: skip
         return grad.permute(3, 0, 1, 2).unsqueeze(0), None, None
 
 

@@ -15,14 +15,12 @@ grid values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_trilinear
+from backend.field import cpu_build, cpu_trilinear
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig, occupied_cells
@@ -47,22 +45,6 @@ class GridFieldConfig:
     """Initial albedo (grey)."""
 
 
-_reference = False
-"""Set by `reference_lookups` (the bench's reference path)."""
-
-
-@contextmanager
-def reference_lookups() -> Iterator[None]:
-    """Within it, every lookup is `F.grid_sample` in one batch: the render path of 2026-12-06
-    (commit 9b3480e), which `boxdream bench` times beside today's."""
-    global _reference
-    before, _reference = _reference, True
-    try:
-        yield
-    finally:
-        _reference = before
-
-
 MIN_POINTS_PER_BATCH = 4096
 """Fewest points a CPU grid-sampler lookup hands to one thread (`sampler_batches`)."""
 MAX_GRADIENT_COPIES = 32 * 1024 * 1024
@@ -82,7 +64,7 @@ def sampler_batches(grid: torch.Tensor, points: int) -> int:
     and no more batches than keep the backward's per-batch gradient copies of the grid under
     `MAX_GRADIENT_COPIES` values. Other devices, and the reference path, parallelise over
     points: one batch."""
-    if grid.device.type != "cpu" or _reference:
+    if grid.device.type != "cpu" or cpu_build.on_reference_path():
         return 1
     by_points = points // MIN_POINTS_PER_BATCH
     by_memory = MAX_GRADIENT_COPIES // grid.numel()
@@ -98,7 +80,7 @@ def sample_grid(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch
     `F.grid_sample`, in `sampler_batches` batches of the same grid (an expanded view, no
     copy), which gives the same values up to float rounding. The reference path always takes
     the grid sampler in one batch."""
-    if not _reference and cpu_trilinear.supports(grid, points):
+    if not cpu_build.on_reference_path() and cpu_trilinear.supports(grid, points):
         return cpu_trilinear.trilinear_lookup(grid, points, bound)
     n, c = points.shape[0], grid.shape[1]
     batches = sampler_batches(grid, n)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_trilinear
+from backend.field import cpu_build, cpu_trilinear
 from backend.field.cpu_trilinear import supports, trilinear_lookup
 
 
@@ -117,8 +117,10 @@ def test_lookups_it_cannot_take_are_refused_with_the_reason():
 def fresh_library(monkeypatch, tmp_path):
     """`library()` built anew into an empty cache, and forgotten afterwards."""
     monkeypatch.setenv("BOXDREAM_KERNEL_CACHE", str(tmp_path))
+    cpu_build.load.cache_clear()
     cpu_trilinear.library.cache_clear()
     yield tmp_path
+    cpu_build.load.cache_clear()
     cpu_trilinear.library.cache_clear()
 
 
@@ -126,6 +128,7 @@ def test_the_kernel_is_built_once_into_its_cache(fresh_library):
     assert cpu_trilinear.library() is not None
     (built,) = fresh_library.glob("cpu_trilinear-*.so")
     stamp = built.stat().st_mtime_ns
+    cpu_build.load.cache_clear()
     cpu_trilinear.library.cache_clear()
     assert cpu_trilinear.library() is not None
     assert built.stat().st_mtime_ns == stamp  # loaded from the cache, not rebuilt

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from backend.field.cpu_build import reference_path
 from backend.field.grid_field import (
     DenseGridField,
     GridFieldConfig,
-    reference_lookups,
     sample_grid,
     sampler_batches,
 )
@@ -88,7 +88,7 @@ def test_occupancy_holds_every_point_denser_than_its_threshold(blob_density):
     assert occupancy.contains(points)[dense].all()
 
 
-def test_kernel_and_reference_lookups_give_the_same_field_and_gradients():
+def test_kernel_and_reference_path_give_the_same_field_and_gradients():
     field = DenseGridField(GridFieldConfig(resolution=16))
     with torch.no_grad():
         field.density_grid.normal_()
@@ -110,7 +110,7 @@ def test_kernel_and_reference_lookups_give_the_same_field_and_gradients():
         )
 
     fast = lookup()
-    with reference_lookups():
+    with reference_path():
         reference = lookup()
     for a, b in zip(fast, reference, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
@@ -135,7 +135,7 @@ def test_split_grid_sampler_lookups_equal_one_batch_values_and_gradients():
         assert sampler_batches(grid, len(points)) == 2
         split = sample_grid(grid, points, 1.0)
         split_grads = torch.autograd.grad((split * weights).sum(), [grid, points])
-        with reference_lookups():
+        with reference_path():
             assert sampler_batches(grid, len(points)) == 1
             whole = sample_grid(grid, points, 1.0)
             whole_grads = torch.autograd.grad((whole * weights).sum(), [grid, points])

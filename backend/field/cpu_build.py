@@ -1,0 +1,110 @@
+"""The field's small C kernels (`cpu_trilinear.c`, `cpu_variation.c`): built with the machine's
+C compiler on first use and loaded with ctypes.
+
+Each file is built with `$CC` (else `cc`), with OpenMP where the compiler has it, into
+`$BOXDREAM_KERNEL_CACHE` (default ~/.cache/boxdream/kernels), named by a hash of the source,
+the compiler and the flags; 0.3 s once. Without a compiler the callers fall back to PyTorch
+with one warning. BOXDREAM_CPU_KERNEL=0 turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BUILDS = (("-O3", "-fPIC", "-shared", "-fopenmp"), ("-O3", "-fPIC", "-shared"))
+"""Compiler flags tried in turn: with OpenMP (multi-threaded), then without (one thread, e.g.
+Apple clang)."""
+BUILD_TIMEOUT_S = 120
+"""Longest a build may take before the callers fall back to PyTorch."""
+DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+"""Dtypes the kernels are built for, and their C suffixes; others go to PyTorch."""
+
+
+_reference = False
+"""Set by `reference_path`."""
+
+
+@contextmanager
+def reference_path() -> Iterator[None]:
+    """Within it no C kernel runs, and grid lookups are `F.grid_sample` in one batch: the field's
+    path of 2026-12-06 (commit 9b3480e), which `boxdream bench` times beside today's."""
+    global _reference
+    before, _reference = _reference, True
+    try:
+        yield
+    finally:
+        _reference = before
+
+
+def on_reference_path() -> bool:
+    """Whether `reference_path` is in force."""
+    return _reference
+
+
+def _cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "boxdream"
+    return Path(os.environ.get("BOXDREAM_KERNEL_CACHE", default / "kernels"))
+
+
+def _build(source: Path, compiler: str, flags: tuple[str, ...]) -> Path:
+    """The shared library of `source` built with `flags`, from the cache or built now."""
+    key = hashlib.sha256(
+        b"\0".join(x.encode() for x in (source.read_text(), compiler, *flags, platform.machine()))
+    ).hexdigest()[:16]
+    library = _cache_dir() / f"{source.stem}-{key}.so"
+    if not library.exists():
+        library.parent.mkdir(parents=True, exist_ok=True)
+        partial = library.with_name(f"{library.name}.{os.getpid()}.partial")
+        subprocess.run(
+            [compiler, *flags, "-o", str(partial), str(source)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+        os.replace(partial, library)  # atomic: concurrent builders each leave a whole file
+    return library
+
+
+@functools.cache
+def load(name: str, fallback: str) -> ctypes.CDLL | None:
+    """The loaded library of `backend/field/{name}.c`, or None (turned off, or no build worked:
+    said once in the log, with `fallback`, what the caller does instead)."""
+    if os.environ.get("BOXDREAM_CPU_KERNEL", "1") == "0":
+        return None
+    source = Path(__file__).with_name(f"{name}.c")
+    compiler = os.environ.get("CC", "cc")
+    failures = []
+    for flags in BUILDS:
+        try:
+            return ctypes.CDLL(str(_build(source, compiler, flags)))
+        except subprocess.CalledProcessError as error:
+            failures.append(f"{' '.join(flags)}: {error.stderr.strip()[-300:]}")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            failures.append(f"{' '.join(flags)}: {error}")
+    log.warning(
+        "the CPU kernel %s could not be built with %r (%s); %s",
+        name,
+        compiler,
+        "; ".join(failures),
+        fallback,
+    )
+    return None
+
+
+def threads() -> int:
+    """The kernels' thread count: torch's."""
+    return torch.get_num_threads()

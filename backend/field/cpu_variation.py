@@ -1,0 +1,88 @@
+"""Total variation of a grid on CPU, loss and gradient each in one pass of a C kernel.
+
+PyTorch builds the loss from three `diff`s per grid, their squares (or Charbonnier terms) and
+means, and its backward from as many again, each a pass over the grid. The kernel
+(`cpu_variation.c`, built on first use by `cpu_build`) computes the loss in one pass (sums in
+fp64) and dL/dg in another, with rho the penalty of `total_variation` and n_a the number of
+neighbour pairs along axis a:
+
+    dL/dg_v = sum over axes a of (rho'(g_v - g_v-) - rho'(g_v+ - g_v)) / n_a
+
+(v- and v+ the neighbours before and after v along a, each term only where it exists). It
+equals the PyTorch terms to float rounding (`tests/backend/field/test_cpu_variation.py`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from backend.field import cpu_build
+from backend.field.cpu_build import DTYPES
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
+    lib = cpu_build.load("cpu_variation", "total variation runs as PyTorch operations")
+    if lib is not None:
+        pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+            loss = getattr(lib, f"variation_{suffix}")
+            loss.argtypes = [pointer, *[size] * 4, real, threads]
+            loss.restype = ctypes.c_double
+            backward = getattr(lib, f"variation_backward_{suffix}")
+            backward.argtypes = [pointer, *[size] * 4, real, real, pointer, threads]
+    return lib
+
+
+def supports(grid: torch.Tensor) -> bool:
+    """Whether `variation` can take this grid: the kernel is built, a CPU [1, C, D, H, W]
+    grid of 2+ voxels a side (a side of one has no neighbour pairs, whose mean PyTorch calls
+    NaN) in fp32 or fp64, off the reference path (`cpu_build.reference_path`)."""
+    return (
+        not cpu_build.on_reference_path()
+        and grid.device.type == "cpu"
+        and grid.dim() == 5
+        and grid.shape[0] == 1
+        and min(grid.shape[2:]) >= 2
+        and grid.dtype in DTYPES
+        and library() is not None
+    )
+
+
+class _Variation(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grid: torch.Tensor, eps: float) -> torch.Tensor:
+        values = grid.detach().contiguous()
+        kernel = getattr(library(), f"variation_{DTYPES[grid.dtype]}")
+        loss = kernel(values.data_ptr(), *values.shape[1:], eps, cpu_build.threads())
+        ctx.save_for_backward(values)
+        ctx.eps = eps
+        return grid.new_tensor(loss)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (values,) = ctx.saved_tensors
+        grad = torch.empty_like(values)
+        kernel = getattr(library(), f"variation_backward_{DTYPES[values.dtype]}")
+        kernel(values.data_ptr(), *values.shape[1:], ctx.eps, float(grad_loss),
+               grad.data_ptr(), cpu_build.threads())  # fmt: skip
+        return grad, None
+
+
+def variation(grid: torch.Tensor, eps: float) -> torch.Tensor:
+    """The total variation of `grid` [1, C, D, H, W] -> []: squared (TV_2) for eps <= 0, else
+    Charbonnier (TV_c) with that eps; differentiable in the grid. Raises ValueError for a grid
+    `supports` refuses."""
+    if not supports(grid):
+        raise ValueError(
+            "the CPU total variation takes a built kernel and a CPU fp32/fp64 [1, C, D, H, W] "
+            f"grid of 2+ voxels a side; got {tuple(grid.shape)} {grid.dtype} on {grid.device} "
+            f"(built: {library() is not None})"
+        )
+    return _Variation.apply(grid, eps)
