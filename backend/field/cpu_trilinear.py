@@ -59,14 +59,16 @@ def library() -> ctypes.CDLL | None:
 
 def supports(grid: torch.Tensor, points: torch.Tensor) -> bool:
     """Whether `trilinear_lookup` can take this lookup: the kernel is built, CPU tensors, a grid
-    of 2+ voxels a side in fp32 or fp64, and points that need no gradient."""
+    of 2+ voxels a side in fp32 or fp64, points that need no gradient, and off the reference
+    path (`cpu_build.reference_path`)."""
     return (
-        library() is not None
+        not cpu_build.on_reference_path()
         and grid.device.type == "cpu"
         and points.device.type == "cpu"
         and grid.dtype in DTYPES
         and min(grid.shape[2:]) >= 2
         and not points.requires_grad
+        and library() is not None
     )
 
 

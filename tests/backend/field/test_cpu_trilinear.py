@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build, cpu_trilinear
 from backend.field.cpu_trilinear import supports, trilinear_lookup
 
 
@@ -111,45 +110,3 @@ def test_lookups_it_cannot_take_are_refused_with_the_reason():
     assert not supports(grid, points)
     with pytest.raises(ValueError, match="requires_grad=True"):
         trilinear_lookup(grid, points, 1.0)
-
-
-@pytest.fixture
-def fresh_library(monkeypatch, tmp_path):
-    """`library()` built anew into an empty cache, and forgotten afterwards."""
-    monkeypatch.setenv("BOXDREAM_KERNEL_CACHE", str(tmp_path))
-    cpu_build.load.cache_clear()
-    cpu_trilinear.library.cache_clear()
-    yield tmp_path
-    cpu_build.load.cache_clear()
-    cpu_trilinear.library.cache_clear()
-
-
-def test_the_kernel_is_built_once_into_its_cache(fresh_library):
-    assert cpu_trilinear.library() is not None
-    (built,) = fresh_library.glob("cpu_trilinear-*.so")
-    stamp = built.stat().st_mtime_ns
-    cpu_build.load.cache_clear()
-    cpu_trilinear.library.cache_clear()
-    assert cpu_trilinear.library() is not None
-    assert built.stat().st_mtime_ns == stamp  # loaded from the cache, not rebuilt
-
-
-def test_without_a_compiler_lookups_fall_back_to_the_grid_sampler(
-    fresh_library, monkeypatch, caplog
-):
-    from backend.field.grid_field import sample_grid
-
-    monkeypatch.setenv("CC", str(fresh_library / "no-such-compiler"))
-    with caplog.at_level("WARNING"):
-        assert cpu_trilinear.library() is None
-    assert "could not be built" in caplog.text and "no-such-compiler" in caplog.text
-    grid = torch.randn(1, 2, 5, 5, 5)
-    points = torch.rand(50, 3) * 2.0 - 1.0
-    assert not supports(grid, points)
-    torch.testing.assert_close(sample_grid(grid, points, 1.0), grid_sample(grid, points, 1.0))
-
-
-def test_the_kernel_can_be_turned_off(fresh_library, monkeypatch):
-    monkeypatch.setenv("BOXDREAM_CPU_KERNEL", "0")
-    assert cpu_trilinear.library() is None
-    assert not list(fresh_library.iterdir())
