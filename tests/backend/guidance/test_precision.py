@@ -12,6 +12,7 @@ from backend.guidance.distillation import DistillationStep
 from backend.guidance.precision import (
     NonFiniteGradient,
     NonFiniteGuard,
+    all_finite,
     precision_name,
     resolve_precision,
 )
@@ -116,3 +117,14 @@ def test_builtin_prior_in_bf16_gives_fp32s_distillation_gradient():
         cosine = torch.nn.functional.cosine_similarity(fp32, bf16, dim=0)
         assert cosine > 0.995, (t, cosine)
         assert (bf16 - fp32).norm() / fp32.norm() < 0.08, t
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_all_finite_finds_any_nan_or_inf(dtype):
+    grid = torch.randn(1, 3, 8, 8, 8).to(dtype)
+    assert all_finite([grid, None, torch.zeros(0, dtype=dtype), torch.full((4,), 6e4)])
+    assert all_finite([])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        broken = grid.clone()
+        broken[0, 1, 5, 2, 7] = bad
+        assert not all_finite([torch.ones(3), broken])
