@@ -47,12 +47,12 @@ def measure(
 ) -> dict:
     """Run `steps` optimisation steps (+ warm-up) and one export; return the figures. `model`
     is the CLIP for method "clip" (None: tiny-clip). reference: the step of 2026-12-06 (commit
-    9b3480e): no C kernels: every grid lookup by `F.grid_sample` in one batch and the
-    total variation in PyTorch (`cpu_build.reference_path`), no
-    empty-space skipping, Adam's per-parameter loop, and "auto" precision meaning fp32 on CPU
-    as it did then; otherwise the preset's own render and precision. Both use today's
-    jittered importance levels (sorting i.i.d. draws cost 3 ms more a step), so the ratios
-    understate the speed-up by that much."""
+    9b3480e): no C kernels (`cpu_build.reference_path`: every grid lookup by `F.grid_sample`
+    in one batch, the total variation in PyTorch), no empty-space skipping, Adam's
+    per-parameter loop, and "auto" precision meaning fp32 on CPU as it did then; otherwise
+    the preset's own render and precision. Both use today's jittered importance levels
+    (sorting i.i.d. draws cost 3 ms more a step), so the ratios understate the speed-up by that
+    much."""
     import torch
 
     from backend.export.export_field import ExportTimings, to_glb

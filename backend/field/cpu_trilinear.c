@@ -1,6 +1,6 @@
 /* Trilinear lookup of a channels-last grid [D, H, W, C] at points [N, 3] (x, y, z), and its
- * gradient in the grid: the CPU kernel of backend/field/cpu_trilinear.py, which builds this
- * file with the system's C compiler on first use and says what it computes. */
+ * gradient in the grid: the CPU kernel of backend/field/cpu_trilinear.py, which says what it
+ * computes (backend/field/cpu_build.py builds it on first use). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,7 +75,7 @@ SLABS(double, f64)
             const T px = points[3 * n], py = points[3 * n + 1], pz = points[3 * n + 2];       \
             T *o = out + n * C;                                                               \
             if (px != px || py != py || pz != pz) {                                           \
-                for (int64_t c = 0; c < C; ++c) o[c] = (T)NAN;                  \
+                for (int64_t c = 0; c < C; ++c) o[c] = (T)NAN;                                \
                 continue;                                                                     \
             }                                                                                 \
             int64_t i, j, k;                                                                  \
