@@ -89,6 +89,9 @@ def test_occupancy_holds_every_point_denser_than_its_threshold(blob_density):
 
 
 def test_kernel_and_reference_path_give_the_same_field_and_gradients():
+    from backend.field import cpu_trilinear
+
+    assert cpu_trilinear.library() is not None  # the kernel is what is compared
     field = DenseGridField(GridFieldConfig(resolution=16))
     with torch.no_grad():
         field.density_grid.normal_()

@@ -196,11 +196,13 @@ def test_a_surface_growing_into_an_empty_cell_gets_gradient_once_refreshed():
 @pytest.mark.parametrize("seed", [None, 0])
 def test_the_cpu_kernel_renders_the_reference_image_and_gradients(seed):
     # The fast path's lookups (backend.field.cpu_trilinear) against the grid sampler's
-    # (`cpu_build.reference_path`): the same arithmetic up to float rounding, so images within 1e-5
-    # and gradients within 1e-4 relative (measured 1.2e-7 and 1.9e-7; the importance samples
-    # follow the coarse pass's weights, so its rounding can move them).
+    # (`cpu_build.reference_path`): the same arithmetic up to float rounding, so images within
+    # 1e-5 and gradients within 1e-4 relative (measured 1.2e-7 and 1.9e-7; the importance
+    # samples follow the coarse pass's weights, so its rounding can move them).
+    from backend.field import cpu_trilinear
     from backend.field.cpu_build import reference_path
 
+    assert cpu_trilinear.library() is not None  # the kernel is what is compared
     field = _small_object_field()
     fast = _render_with_gradients(field, RenderConfig(32, 32), seed)
     with reference_path():
