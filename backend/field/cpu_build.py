@@ -1,5 +1,5 @@
-"""The field's small C kernels (`cpu_trilinear.c`, `cpu_variation.c`): built with the machine's
-C compiler on first use and loaded with ctypes.
+"""The field's small C kernels (`cpu_trilinear.c`, `cpu_field_table.c`, `cpu_variation.c`):
+built with the machine's C compiler on first use and loaded with ctypes.
 
 Each file is built with `$CC` (else `cc`), with OpenMP where the compiler has it, into
 `$BOXDREAM_KERNEL_CACHE` (default ~/.cache/boxdream/kernels), named by a hash of the source,

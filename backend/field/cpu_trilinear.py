@@ -7,7 +7,8 @@ takes 16 ms forward and 55 ms forward + backward (split in one batch per thread)
 takes 6 and 14 ms (docs/research/cpu-render-speed.md, 2026-12-07).
 
 The kernel (`cpu_trilinear.c`) reads a channels-last copy of the grid, [D, H, W, C] (axes z,
-y, x, channel), so a point's 8 corners are 8 short contiguous reads. With u a point's
+y, x, channel), so a point's 8 corners are 8 short contiguous reads; `table_lookup` takes such
+a table as a caller built it (the grid field's, `cpu_field_table`). With u a point's
 continuous voxel coordinate along one axis (align_corners=True, border-clamped, as
 `F.grid_sample` with padding_mode="border"):
 
@@ -59,31 +60,36 @@ def library() -> ctypes.CDLL | None:
 
 def supports(grid: torch.Tensor, points: torch.Tensor) -> bool:
     """Whether `trilinear_lookup` can take this lookup: the kernel is built, CPU tensors, a grid
-    of 2+ voxels a side in fp32 or fp64, points that need no gradient, and off the reference
-    path (`cpu_build.reference_path`)."""
+    [1, C, D, H, W] of 2+ voxels a side in fp32 or fp64, points that need no gradient, and off
+    the reference path (`cpu_build.reference_path`)."""
+    return grid.dim() == 5 and _usable(grid, grid.shape[2:], points)
+
+
+def _usable(values: torch.Tensor, sides: tuple[int, ...], points: torch.Tensor) -> bool:
+    """`supports` for a grid or table `values` of `sides` voxels a side."""
     return (
         not cpu_build.on_reference_path()
-        and grid.device.type == "cpu"
+        and values.device.type == "cpu"
         and points.device.type == "cpu"
-        and grid.dtype in DTYPES
-        and min(grid.shape[2:]) >= 2
+        and values.dtype in DTYPES
+        and min(sides) >= 2
         and not points.requires_grad
         and library() is not None
     )
 
 
-class _TrilinearLookup(torch.autograd.Function):
+class _TableLookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
-        _, channels, depth, height, width = grid.shape
-        table = grid[0].detach().permute(1, 2, 3, 0).contiguous()  # [D, H, W, C]
-        points = points.detach().to(grid.dtype).contiguous()
-        out = grid.new_empty(points.shape[0], channels)
-        kernel = getattr(library(), f"trilinear_forward_{DTYPES[grid.dtype]}")
+    def forward(ctx, table: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
+        depth, height, width, channels = table.shape
+        table = table.detach().contiguous()
+        points = points.detach().to(table.dtype).contiguous()
+        out = table.new_empty(points.shape[0], channels)
+        kernel = getattr(library(), f"trilinear_forward_{DTYPES[table.dtype]}")
         kernel(table.data_ptr(), depth, height, width, channels, points.data_ptr(),
                points.shape[0], 1.0 / bound, out.data_ptr(), cpu_build.threads())  # fmt: skip
         ctx.save_for_backward(points)
-        ctx.grid_shape = grid.shape
+        ctx.table_shape = table.shape
         ctx.bound = bound
         return out
 
@@ -91,13 +97,31 @@ class _TrilinearLookup(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (points,) = ctx.saved_tensors
-        _, channels, depth, height, width = ctx.grid_shape
+        depth, height, width, channels = ctx.table_shape
         grad = points.new_empty(depth, height, width, channels)
         grad_out = grad_out.contiguous()
         kernel = getattr(library(), f"trilinear_backward_{DTYPES[points.dtype]}")
         kernel(grad_out.data_ptr(), points.data_ptr(), points.shape[0], 1.0 / ctx.bound,
                depth, height, width, channels, grad.data_ptr(), cpu_build.threads())  # fmt: skip
-        return grad.permute(3, 0, 1, 2).unsqueeze(0), None, None
+        return grad, None, None
+
+
+def _refused(what: str, values: torch.Tensor, points: torch.Tensor) -> ValueError:
+    return ValueError(
+        f"trilinear lookups take CPU fp32/fp64 {what} of 2+ voxels a side and points that "
+        f"need no gradient, with the kernel built (built: {library() is not None}); got "
+        f"{tuple(values.shape)} {values.dtype} on {values.device}, points "
+        f"requires_grad={points.requires_grad} on {points.device}"
+    )
+
+
+def table_lookup(table: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
+    """Trilinear lookup of a channels-last table [D, H, W, C] spanning [-bound, bound]^3 at
+    points [N, 3] -> [N, C], as `trilinear_lookup` of the grid it holds; differentiable in the
+    table. Raises ValueError for a lookup the kernel cannot take (`supports`)."""
+    if not (table.dim() == 4 and _usable(table, table.shape[:3], points)):
+        raise _refused("tables [D, H, W, C]", table, points)
+    return _TableLookup.apply(table, points, bound)
 
 
 def trilinear_lookup(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
@@ -106,10 +130,5 @@ def trilinear_lookup(grid: torch.Tensor, points: torch.Tensor, bound: float) -> 
     values of `F.grid_sample(..., align_corners=True, padding_mode="border")`; differentiable
     in the grid. Raises ValueError for a lookup `supports` refuses."""
     if not supports(grid, points):
-        raise ValueError(
-            "trilinear_lookup takes CPU fp32/fp64 grids of 2+ voxels a side and points that "
-            f"need no gradient, with the kernel built (built: {library() is not None}); got "
-            f"grid {tuple(grid.shape)} {grid.dtype} on {grid.device}, points "
-            f"requires_grad={points.requires_grad} on {points.device}"
-        )
-    return _TrilinearLookup.apply(grid, points, bound)
+        raise _refused("grids [1, C, D, H, W]", grid, points)
+    return _TableLookup.apply(grid.squeeze(0).permute(1, 2, 3, 0).contiguous(), points, bound)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build, cpu_trilinear
+from backend.field import cpu_build, cpu_field_table, cpu_trilinear
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig, occupied_cells
@@ -129,11 +129,15 @@ class DenseGridField(torch.nn.Module):
         """[N, 3] -> [N] bool: in the bounding cube."""
         return points.abs().amax(dim=-1) <= self.config.bound
 
+    def _spacing(self) -> float:
+        """World distance between neighbouring voxels."""
+        return 2.0 * self.config.bound / (self.config.resolution - 1)
+
     def _raw_gradient_grid(self) -> torch.Tensor:
         """Central differences of the raw density grid, in world units: [1, 3, r, r, r]
         ordered (d/dx, d/dy, d/dz). Grid axes are (z, y, x)."""
         g = F.pad(self.density_grid, (1, 1, 1, 1, 1, 1), mode="replicate")
-        spacing = 2.0 * self.config.bound / (self.config.resolution - 1)
+        spacing = self._spacing()
         ddx = (g[..., 1:-1, 1:-1, 2:] - g[..., 1:-1, 1:-1, :-2]) / (2 * spacing)
         ddy = (g[..., 1:-1, 2:, 1:-1] - g[..., 1:-1, :-2, 1:-1]) / (2 * spacing)
         ddz = (g[..., 2:, 1:-1, 1:-1] - g[..., :-2, 1:-1, 1:-1]) / (2 * spacing)
@@ -157,12 +161,26 @@ class DenseGridField(torch.nn.Module):
         """a(x) in [0, 1]; [N, 3] -> [N, 3]."""
         return torch.sigmoid(self._sample(self.albedo_grid, points))
 
+    def _lookup_all(self, points: torch.Tensor) -> torch.Tensor:
+        """Raw density, albedo logits and the raw density's gradient (d/dx, d/dy, d/dz) at
+        [N, 3] points -> [N, 7], in one lookup: of the table `cpu_field_table` builds where
+        the CPU kernels take it (2026-12-07: 5.5-6 ms less a preview render on 2 threads),
+        else of the three grids concatenated."""
+        if cpu_field_table.supports(self.density_grid, self.albedo_grid) and (
+            cpu_trilinear.supports(self.density_grid, points)
+        ):
+            table = cpu_field_table.field_table(
+                self.density_grid, self.albedo_grid, self._spacing()
+            )
+            return cpu_trilinear.table_lookup(table, points, self.config.bound)
+        grid = torch.cat([self.density_grid, self.albedo_grid, self._raw_gradient_grid()], dim=1)
+        return self._sample(grid, points)
+
     def forward(self, points: torch.Tensor) -> FieldSamples:
         """Density, albedo and normals at [N, 3] points in one grid lookup."""
-        grid = torch.cat([self.density_grid, self.albedo_grid, self._raw_gradient_grid()], dim=1)
         # One split, not slices: the backward fills one [N, 7] gradient instead of zeroing one
         # per slice and summing them (fills of 7 ms a preview step on 2 threads, now 1.5 ms).
-        raw, logits, raw_gradient = self._sample(grid, points).split((1, 3, 3), dim=1)
+        raw, logits, raw_gradient = self._lookup_all(points).split((1, 3, 3), dim=1)
         c = self.config
         radius = _length(points)
         density = c.density_scale * F.softplus(raw[:, 0] + self.blob_bias(points, radius))

@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build, cpu_trilinear, cpu_variation
-from backend.field.grid_field import sample_grid
+from backend.field import cpu_build, cpu_field_table, cpu_trilinear, cpu_variation
+from backend.field.grid_field import DenseGridField, GridFieldConfig, sample_grid
+
+KERNELS = (cpu_trilinear, cpu_variation, cpu_field_table)
 
 
 @pytest.fixture
@@ -18,8 +20,8 @@ def fresh_build(monkeypatch, tmp_path):
 
     def forget() -> None:
         cpu_build.load.cache_clear()
-        cpu_trilinear.library.cache_clear()
-        cpu_variation.library.cache_clear()
+        for kernel in KERNELS:
+            kernel.library.cache_clear()
 
     forget()
     yield tmp_path
@@ -27,13 +29,12 @@ def fresh_build(monkeypatch, tmp_path):
 
 
 def test_each_kernel_is_built_once_into_its_cache(fresh_build):
-    assert cpu_trilinear.library() is not None and cpu_variation.library() is not None
+    assert all(kernel.library() is not None for kernel in KERNELS)
     built = {path.name.split("-")[0]: path for path in fresh_build.glob("*.so")}
-    assert set(built) == {"cpu_trilinear", "cpu_variation"}
+    assert set(built) == {kernel.__name__.rsplit(".", 1)[1] for kernel in KERNELS}
     stamps = {name: path.stat().st_mtime_ns for name, path in built.items()}
     cpu_build.load.cache_clear()
-    assert cpu_build.load("cpu_trilinear", "") is not None
-    assert cpu_build.load("cpu_variation", "") is not None
+    assert all(cpu_build.load(name, "") is not None for name in built)
     assert {name: path.stat().st_mtime_ns for name, path in built.items()} == stamps
 
 
@@ -53,11 +54,15 @@ def test_without_a_compiler_lookups_fall_back_to_the_grid_sampler(fresh_build, m
     )
     torch.testing.assert_close(sample_grid(grid, points, 1.0), reference)
     assert not cpu_variation.supports(grid)
+    field = DenseGridField(GridFieldConfig(resolution=5))
+    assert not cpu_field_table.supports(field.density_grid, field.albedo_grid)
+    samples = field(points)  # the table is built in PyTorch instead
+    torch.testing.assert_close(samples.density, field.density(points))
 
 
 def test_the_kernels_can_be_turned_off(fresh_build, monkeypatch):
     monkeypatch.setenv("BOXDREAM_CPU_KERNEL", "0")
-    assert cpu_trilinear.library() is None and cpu_variation.library() is None
+    assert all(kernel.library() is None for kernel in KERNELS)
     assert not list(fresh_build.iterdir())
 
 

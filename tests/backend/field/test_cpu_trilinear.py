@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field.cpu_trilinear import supports, trilinear_lookup
+from backend.field.cpu_trilinear import supports, table_lookup, trilinear_lookup
 
 
 def grid_sample(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch.Tensor:
@@ -110,3 +110,19 @@ def test_lookups_it_cannot_take_are_refused_with_the_reason():
     assert not supports(grid, points)
     with pytest.raises(ValueError, match="requires_grad=True"):
         trilinear_lookup(grid, points, 1.0)
+    with pytest.raises(ValueError, match=r"tables \[D, H, W, C\].*\(1, 1, 4, 4, 4\)"):
+        table_lookup(grid, torch.zeros(1, 3), 1.0)  # a grid, not a channels-last table
+
+
+def test_a_table_gives_the_lookup_of_the_grid_it_holds():
+    generator = torch.Generator().manual_seed(2)
+    grid = torch.randn(1, 4, 6, 5, 7, dtype=torch.float64, generator=generator)
+    table = grid[0].permute(1, 2, 3, 0).contiguous().requires_grad_(True)
+    points = torch.rand(500, 3, dtype=torch.float64, generator=generator) * 2.4 - 1.2
+    out = table_lookup(table, points, 1.0)
+    torch.testing.assert_close(out, grid_sample(grid, points, 1.0), atol=1e-12, rtol=1e-12)
+    (grad,) = torch.autograd.grad(out.sum(), table)
+    (expected,) = torch.autograd.grad(
+        grid_sample(grid.requires_grad_(True), points, 1.0).sum(), grid
+    )
+    torch.testing.assert_close(grad, expected[0].permute(1, 2, 3, 0), atol=1e-12, rtol=1e-12)
