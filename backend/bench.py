@@ -55,8 +55,8 @@ def measure(
     much."""
     import torch
 
+    from backend.cpu_build import reference_path
     from backend.export.export_field import ExportTimings, to_glb
-    from backend.field.cpu_build import reference_path
     from backend.guidance.architectures import BUILDERS
     from backend.guidance.precision import resolve_precision
     from backend.pipelines.distill_loop import RENDER_SECTIONS, LoopState

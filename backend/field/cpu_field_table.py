@@ -23,21 +23,26 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from backend.field import cpu_build
-from backend.field.cpu_build import DTYPES
+from backend import cpu_build
+from backend.cpu_build import DTYPES
 
 CHANNELS = 7
 """Channels of the table: raw density, albedo logits (3), d/dx, d/dy, d/dz of the density."""
 
 
+SOURCE = Path(__file__).with_name("cpu_field_table.c")
+"""The kernel's C source."""
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load("cpu_field_table", "the grid field's lookup table is built in PyTorch")
+    lib = cpu_build.load(SOURCE, "the grid field's lookup table is built in PyTorch")
     if lib is not None:
         pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):

@@ -1,6 +1,6 @@
 /* Trilinear lookup of a channels-last grid [D, H, W, C] at points [N, 3] (x, y, z), and its
  * gradient in the grid: the CPU kernel of backend/field/cpu_trilinear.py, which says what it
- * computes (backend/field/cpu_build.py builds it on first use). */
+ * computes (backend/cpu_build.py builds it on first use). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from backend.field import cpu_build
-from backend.field.cpu_build import DTYPES
+from backend import cpu_build
+from backend.cpu_build import DTYPES
+
+SOURCE = Path(__file__).with_name("cpu_variation.c")
+"""The kernel's C source."""
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load("cpu_variation", "total variation runs as PyTorch operations")
+    lib = cpu_build.load(SOURCE, "total variation runs as PyTorch operations")
     if lib is not None:
         pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build, cpu_field_table, cpu_trilinear
+from backend import cpu_build
+from backend.field import cpu_field_table, cpu_trilinear
 from backend.field.total_variation import charbonnier_variation, squared_variation
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig, occupied_cells

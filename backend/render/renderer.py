@@ -22,6 +22,7 @@ import torch
 
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig
+from backend.render import cpu_composite
 from backend.render.cameras import Cameras, camera_rays
 from backend.render.compositing import compositing_weights, sample_deltas
 from backend.render.ray_sampling import (
@@ -167,8 +168,15 @@ def _trace(
     r, s = depths.shape
     points = origins[:, None] + dirs[:, None] * depths[..., None]  # [R, S, 3]
     samples = _samples_at(field, points.reshape(-1, 3), occupancy)
-    weights = compositing_weights(samples.density.view(r, s), sample_deltas(depths, far))  # [R, S]
+    density, deltas = samples.density.view(r, s), sample_deltas(depths, far)  # [R, S]
     albedo, normal = samples.albedo.view(r, s, 3), samples.normal.view(r, s, 3)
+    if cpu_composite.supports(density):
+        return _RayColours(
+            *cpu_composite.composite(
+                density, albedo, normal, depths, deltas, points, dirs, light, modes, shading
+            )
+        )
+    weights = compositing_weights(density, deltas)  # [R, S]
     colour = shade(albedo, normal, points, light, modes, shading)  # [R, S, 3]
     facing_away = (normal * dirs[:, None]).sum(-1).clamp(min=0.0)
     return _RayColours(

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build
+from backend import cpu_build
 from backend.field.cpu_field_table import CHANNELS, field_table, library, supports
 
 

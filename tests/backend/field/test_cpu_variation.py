@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.cpu_build import reference_path
 from backend.field import cpu_variation
-from backend.field.cpu_build import reference_path
 from backend.field.total_variation import charbonnier_variation, squared_variation
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from backend.field.cpu_build import reference_path
+from backend.cpu_build import reference_path
 from backend.field.grid_field import (
     DenseGridField,
     GridFieldConfig,

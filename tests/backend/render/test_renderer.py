@@ -195,15 +195,22 @@ def test_a_surface_growing_into_an_empty_cell_gets_gradient_once_refreshed():
 
 @pytest.mark.parametrize("seed", [None, 0])
 def test_the_cpu_kernel_renders_the_reference_image_and_gradients(seed):
-    # The fast path's lookups (backend.field.cpu_trilinear) against the grid sampler's
-    # (`cpu_build.reference_path`): the same arithmetic up to float rounding, so images within
-    # 1e-5 and gradients within 1e-4 relative (measured 1.2e-7 and 1.9e-7; the importance
-    # samples follow the coarse pass's weights, so its rounding can move them).
-    from backend.field import cpu_trilinear
-    from backend.field.cpu_build import reference_path
+    # The fast path's kernels (the field's table and lookups, backend.field.cpu_field_table
+    # and cpu_trilinear; the shading and compositing, backend.render.cpu_composite) against
+    # PyTorch's operations (`cpu_build.reference_path`): the same arithmetic up to float
+    # rounding, so images within 1e-5 and gradients within 1e-4 relative (measured 3.6e-7 and
+    # 4.8e-7; the importance samples follow the coarse pass's weights, so its rounding can
+    # move them). A little noise keeps every normal non-zero: the gradient of a zero normal
+    # is 1e12 times its upstream one in both paths, which would swamp the comparison.
+    from backend.cpu_build import reference_path
+    from backend.field import cpu_field_table, cpu_trilinear
+    from backend.render import cpu_composite
 
-    assert cpu_trilinear.library() is not None  # the kernel is what is compared
+    kernels = (cpu_trilinear, cpu_field_table, cpu_composite)
+    assert all(kernel.library() is not None for kernel in kernels)  # what is compared
     field = _small_object_field()
+    with torch.no_grad():
+        field.density_grid.add_(0.01 * torch.randn(field.density_grid.shape))
     fast = _render_with_gradients(field, RenderConfig(32, 32), seed)
     with reference_path():
         reference = _render_with_gradients(field, RenderConfig(32, 32), seed)

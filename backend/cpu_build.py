@@ -1,5 +1,6 @@
-"""The field's small C kernels (`cpu_trilinear.c`, `cpu_field_table.c`, `cpu_variation.c`):
-built with the machine's C compiler on first use and loaded with ctypes.
+"""BoxDream's small CPU kernels in C (the field's `cpu_trilinear.c`, `cpu_field_table.c`,
+`cpu_variation.c`, the renderer's `cpu_composite.c`): built with the machine's C compiler on
+first use and loaded with ctypes.
 
 Each file is built with `$CC` (else `cc`), with OpenMP where the compiler has it, into
 `$BOXDREAM_KERNEL_CACHE` (default ~/.cache/boxdream/kernels), named by a hash of the source,
@@ -80,12 +81,11 @@ def _build(source: Path, compiler: str, flags: tuple[str, ...]) -> Path:
 
 
 @functools.cache
-def load(name: str, fallback: str) -> ctypes.CDLL | None:
-    """The loaded library of `backend/field/{name}.c`, or None (turned off, or no build worked:
+def load(source: Path, fallback: str) -> ctypes.CDLL | None:
+    """The loaded library of the C file `source`, or None (turned off, or no build worked:
     said once in the log, with `fallback`, what the caller does instead)."""
     if os.environ.get("BOXDREAM_CPU_KERNEL", "1") == "0":
         return None
-    source = Path(__file__).with_name(f"{name}.c")
     compiler = os.environ.get("CC", "cc")
     failures = []
     for flags in BUILDS:
@@ -97,7 +97,7 @@ def load(name: str, fallback: str) -> ctypes.CDLL | None:
             failures.append(f"{' '.join(flags)}: {error}")
     log.warning(
         "the CPU kernel %s could not be built with %r (%s); %s",
-        name,
+        source.name,
         compiler,
         "; ".join(failures),
         fallback,

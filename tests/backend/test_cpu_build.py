@@ -1,4 +1,4 @@
-"""Building and loading the field's C kernels: once into the cache, a fallback without a
+"""Building and loading the C kernels: once into the cache, a fallback without a
 compiler, a switch to turn them off, and the reference path."""
 
 from __future__ import annotations
@@ -7,10 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.field import cpu_build, cpu_field_table, cpu_trilinear, cpu_variation
+from backend import cpu_build
+from backend.field import cpu_field_table, cpu_trilinear, cpu_variation
 from backend.field.grid_field import DenseGridField, GridFieldConfig, sample_grid
+from backend.render import cpu_composite
+from backend.render.cameras import orbit_cameras
+from backend.render.renderer import render
 
-KERNELS = (cpu_trilinear, cpu_variation, cpu_field_table)
+KERNELS = (cpu_trilinear, cpu_variation, cpu_field_table, cpu_composite)
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ def test_each_kernel_is_built_once_into_its_cache(fresh_build):
     assert set(built) == {kernel.__name__.rsplit(".", 1)[1] for kernel in KERNELS}
     stamps = {name: path.stat().st_mtime_ns for name, path in built.items()}
     cpu_build.load.cache_clear()
-    assert all(cpu_build.load(name, "") is not None for name in built)
+    assert all(cpu_build.load(kernel.SOURCE, "") is not None for kernel in KERNELS)
     assert {name: path.stat().st_mtime_ns for name, path in built.items()} == stamps
 
 
@@ -58,6 +62,10 @@ def test_without_a_compiler_lookups_fall_back_to_the_grid_sampler(fresh_build, m
     assert not cpu_field_table.supports(field.density_grid, field.albedo_grid)
     samples = field(points)  # the table is built in PyTorch instead
     torch.testing.assert_close(samples.density, field.density(points))
+    assert not cpu_composite.supports(samples.density.view(5, 10))
+    cameras = orbit_cameras(*(torch.tensor([v]) for v in (20.0, 30.0, 2.0, 50.0)))
+    image = render(field, cameras, 4, 4, torch.zeros(1, dtype=torch.long), torch.ones(1, 3))
+    assert torch.isfinite(image.rgb).all()  # and the rays are composited in PyTorch
 
 
 def test_the_kernels_can_be_turned_off(fresh_build, monkeypatch):
