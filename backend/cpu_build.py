@@ -1,6 +1,6 @@
 """BoxDream's small CPU kernels in C (the field's `cpu_trilinear.c`, `cpu_field_table.c`,
-`cpu_variation.c`, the renderer's `cpu_composite.c`): built with the machine's C compiler on
-first use and loaded with ctypes.
+`cpu_variation.c`, the renderer's `cpu_importance.c` and `cpu_composite.c`): built with the
+machine's C compiler on first use and loaded with ctypes.
 
 Each file is built with `$CC` (else `cc`), with OpenMP where the compiler has it, into
 `$BOXDREAM_KERNEL_CACHE` (default ~/.cache/boxdream/kernels), named by a hash of the source,

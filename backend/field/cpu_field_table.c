@@ -6,12 +6,12 @@
 #define CHANNELS 7
 
 #define TABLE(T, SUFFIX)                                                                      \
-    /* table[z, y, x] = (s, a_0, a_1, a_2, inv (s[x+] - s[x-]), inv (s[y+] - s[y-]),         \
+    /* table[z, y, x] = (s, a_0, a_1, a_2, inv (s[x+] - s[x-]), inv (s[y+] - s[y-]),          \
      * inv (s[z+] - s[z-])), the neighbours' indices clamped to the grid. */                  \
     void field_table_forward_##SUFFIX(const T *s, const T *a, int64_t D, int64_t H,           \
                                       int64_t W, T inv, T *table, int threads) {              \
-        const int64_t volume = D * H * W;                                                    \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)")                    \
+        const int64_t volume = D * H * W;                                                     \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
         for (int64_t zy = 0; zy < D * H; ++zy) {                                              \
             const int64_t z = zy / H, y = zy % H;                                             \
             const T *row = s + zy * W;                                                        \
@@ -35,13 +35,13 @@
                                                                                               \
     /* grad [D, H, W, 7] = dL/dtable -> ds [D, H, W], da [3, D, H, W]. Value v of s gets      \
      * grad[v, 0] plus, along each axis, inv times the gradient of the differences that read  \
-     * it as the upper neighbour minus those that read it as the lower one (with the clamp,  \
-     * the last value is its own upper neighbour and the first its own lower one). */        \
+     * it as the upper neighbour minus those that read it as the lower one (with the clamp,   \
+     * the last value is its own upper neighbour and the first its own lower one). */         \
     void field_table_backward_##SUFFIX(const T *grad, int64_t D, int64_t H, int64_t W, T inv, \
-                                       T *ds, T *da, int threads) {                          \
+                                       T *ds, T *da, int threads) {                           \
         const int64_t volume = D * H * W;                                                     \
         const int64_t sx = CHANNELS, sy = W * CHANNELS, sz = H * W * CHANNELS;                \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)")                    \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
         for (int64_t zy = 0; zy < D * H; ++zy) {                                              \
             const int64_t z = zy / H, y = zy % H;                                             \
             for (int64_t x = 0; x < W; ++x) {                                                 \

@@ -9,10 +9,10 @@
 
 #define COMPOSITE(T, EXP, SQRT, SUFFIX)                                                       \
     /* The lit intensity ambient + diffuse max(0, n . l) at a sample; l (out) the unit vector \
-     * toward the light (its length floored at 1e-12, as F.normalize), and whether the       \
+     * toward the light (its length floored at 1e-12, as F.normalize), and whether the        \
      * gradient passes the max: n . l >= 0, as torch.clamp's (a zero normal passes it). */    \
-    static inline T intensity_##SUFFIX(const T *n, const T *p, const T *light, T ambient,    \
-                                       T diffuse, T *l, int *lit) {                          \
+    static inline T intensity_##SUFFIX(const T *n, const T *p, const T *light, T ambient,     \
+                                       T diffuse, T *l, int *lit) {                           \
         l[0] = light[0] - p[0];                                                               \
         l[1] = light[1] - p[1];                                                               \
         l[2] = light[2] - p[2];                                                               \
@@ -28,7 +28,8 @@
                                                                                               \
     /* The shaded colour c of a sample (unlit: its albedo; white: the intensity in grey). */  \
     static inline void shade_##SUFFIX(const T *a, T intensity, int unlit, int white, T *c) {  \
-        for (int q = 0; q < 3; ++q) c[q] = unlit ? a[q] : (white ? intensity : a[q] * intensity); \
+        for (int q = 0; q < 3; ++q)                                                           \
+            c[q] = unlit ? a[q] : (white ? intensity : a[q] * intensity);                     \
     }                                                                                         \
                                                                                               \
     void composite_forward_##SUFFIX(                                                          \
@@ -36,10 +37,11 @@
         const T *points, const T *dirs, const T *light, const uint8_t *unlit,                 \
         const uint8_t *white, int64_t R, int64_t S, T ambient, T diffuse, T *colour,          \
         T *opacity, T *depth_out, T *normal_out, T *orientation, int threads) {               \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)")                    \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
         for (int64_t r = 0; r < R; ++r) {                                                     \
             const T *d = dirs + 3 * r;                                                        \
-            T transmittance = 1, sc[3] = {0, 0, 0}, sn[3] = {0, 0, 0}, so = 0, sd = 0, sf = 0; \
+            T transmittance = 1, sc[3] = {0, 0, 0}, sn[3] = {0, 0, 0};                        \
+            T so = 0, sd = 0, sf = 0;                                                         \
             for (int64_t i = 0; i < S; ++i) {                                                 \
                 const int64_t k = r * S + i;                                                  \
                 const T *n = normal + 3 * k;                                                  \
@@ -51,7 +53,7 @@
                 const T in = intensity_##SUFFIX(n, points + 3 * k, light + 3 * r, ambient,    \
                                                 diffuse, l, &lit);                            \
                 shade_##SUFFIX(albedo + 3 * k, in, unlit[r], white[r], c);                    \
-                T facing = n[0] * d[0] + n[1] * d[1] + n[2] * d[2];                          \
+                T facing = n[0] * d[0] + n[1] * d[1] + n[2] * d[2];                           \
                 facing = facing > 0 ? facing : (T)0;                                          \
                 for (int q = 0; q < 3; ++q) {                                                 \
                     sc[q] += w * c[q];                                                        \
@@ -72,7 +74,7 @@
     }                                                                                         \
                                                                                               \
     /* The gradients of the per-ray outputs (g_colour [R, 3], g_opacity [R], g_depth [R],     \
-     * g_normal [R, 3], g_orientation [R]) taken back to sigma [R, S], albedo and normal     \
+     * g_normal [R, 3], g_orientation [R]) taken back to sigma [R, S], albedo and normal      \
      * [R, S, 3]. One pass forward per ray recomputes w_i, T_{i+1} and the loss's derivative  \
      * in w_i, G_i; one pass backward adds the suffix sums of w_j G_j (j > i). */             \
     void composite_backward_##SUFFIX(                                                         \
@@ -81,7 +83,7 @@
         const uint8_t *white, int64_t R, int64_t S, T ambient, T diffuse, const T *g_colour,  \
         const T *g_opacity, const T *g_depth, const T *g_normal, const T *g_orientation,      \
         T *d_sigma, T *d_albedo, T *d_normal, int threads) {                                  \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)")                    \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                     \
         for (int64_t r = 0; r < R; ++r) {                                                     \
             T weight[MAX_SAMPLES], after[MAX_SAMPLES], slope[MAX_SAMPLES];                    \
             const T *d = dirs + 3 * r, *gc = g_colour + 3 * r, *gn = g_normal + 3 * r;        \
@@ -102,7 +104,7 @@
                 shade_##SUFFIX(a, in, unlit[r], white[r], c);                                 \
                 slope[i] = gc[0] * c[0] + gc[1] * c[1] + gc[2] * c[2] + go + gd * depth[k] +  \
                            gn[0] * n[0] + gn[1] * n[1] + gn[2] * n[2];                        \
-                /* dL/dc = w g_colour, to the albedo and the intensity */                    \
+                /* dL/dc = w g_colour, to the albedo and the intensity */                     \
                 T d_in = 0;                                                                   \
                 for (int q = 0; q < 3; ++q) {                                                 \
                     const T dc = w * gc[q];                                                   \

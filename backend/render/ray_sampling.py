@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import torch
 
+WEIGHT_PADDING = 1e-5
+"""Added to each coarse weight before the importance pdf is formed, so a ray through empty
+space still spreads its samples (NeRF's 1e-5)."""
+
 
 def ray_box_interval(
     origins: torch.Tensor, directions: torch.Tensor, bound: float
@@ -64,7 +68,7 @@ def importance_samples(
     between `depths` [R, S] midpoints, at the [R, count] `importance_draws` u -> [R, count]
     sorted depths (no gradient)."""
     mids = 0.5 * (depths[:, 1:] + depths[:, :-1])  # [R, S-1] bin edges
-    w = weights[:, 1:-1].detach() + 1e-5  # [R, S-2] weights of the interior bins
+    w = weights[:, 1:-1].detach() + WEIGHT_PADDING  # [R, S-2] weights of the interior bins
     pdf = w / w.sum(dim=-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), pdf.cumsum(dim=-1)], dim=-1)  # [R, S-1]
     idx = torch.searchsorted(cdf, u, right=True).clamp(1, cdf.shape[-1] - 1)

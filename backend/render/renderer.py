@@ -22,7 +22,7 @@ import torch
 
 from backend.geometry.field_samples import FieldSamples
 from backend.geometry.occupancy import Occupancy, OccupancyConfig
-from backend.render import cpu_composite
+from backend.render import cpu_composite, cpu_importance
 from backend.render.cameras import Cameras, camera_rays
 from backend.render.compositing import compositing_weights, sample_deltas
 from backend.render.ray_sampling import (
@@ -162,8 +162,11 @@ def _trace(
         with torch.no_grad():
             points = origins[:, None] + dirs[:, None] * depths[..., None]
             density = _density_at(field, points.reshape(-1, 3), occupancy).view_as(depths)
-            weights = compositing_weights(density, sample_deltas(depths, far))
-            depths = importance_samples(depths, weights, draws[1])
+            if cpu_importance.supports(depths):
+                depths = cpu_importance.importance_depths(depths, density, draws[1])
+            else:
+                weights = compositing_weights(density, sample_deltas(depths, far))
+                depths = importance_samples(depths, weights, draws[1])
 
     r, s = depths.shape
     points = origins[:, None] + dirs[:, None] * depths[..., None]  # [R, S, 3]

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from backend import cpu_build
 from backend.field import cpu_field_table, cpu_trilinear, cpu_variation
 from backend.field.grid_field import DenseGridField, GridFieldConfig, sample_grid
-from backend.render import cpu_composite
+from backend.render import cpu_composite, cpu_importance
 from backend.render.cameras import orbit_cameras
 from backend.render.renderer import render
 
-KERNELS = (cpu_trilinear, cpu_variation, cpu_field_table, cpu_composite)
+KERNELS = (cpu_trilinear, cpu_variation, cpu_field_table, cpu_importance, cpu_composite)
 
 
 @pytest.fixture
@@ -63,9 +63,10 @@ def test_without_a_compiler_lookups_fall_back_to_the_grid_sampler(fresh_build, m
     samples = field(points)  # the table is built in PyTorch instead
     torch.testing.assert_close(samples.density, field.density(points))
     assert not cpu_composite.supports(samples.density.view(5, 10))
+    assert not cpu_importance.supports(samples.density.view(5, 10))
     cameras = orbit_cameras(*(torch.tensor([v]) for v in (20.0, 30.0, 2.0, 50.0)))
     image = render(field, cameras, 4, 4, torch.zeros(1, dtype=torch.long), torch.ones(1, 3))
-    assert torch.isfinite(image.rgb).all()  # and the rays are composited in PyTorch
+    assert torch.isfinite(image.rgb).all()  # rays sampled and composited in PyTorch
 
 
 def test_the_kernels_can_be_turned_off(fresh_build, monkeypatch):

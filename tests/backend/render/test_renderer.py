@@ -196,26 +196,29 @@ def test_a_surface_growing_into_an_empty_cell_gets_gradient_once_refreshed():
 @pytest.mark.parametrize("seed", [None, 0])
 def test_the_cpu_kernel_renders_the_reference_image_and_gradients(seed):
     # The fast path's kernels (the field's table and lookups, backend.field.cpu_field_table
-    # and cpu_trilinear; the shading and compositing, backend.render.cpu_composite) against
-    # PyTorch's operations (`cpu_build.reference_path`): the same arithmetic up to float
-    # rounding, so images within 1e-5 and gradients within 1e-4 relative (measured 3.6e-7 and
-    # 4.8e-7; the importance samples follow the coarse pass's weights, so its rounding can
-    # move them). A little noise keeps every normal non-zero: the gradient of a zero normal
-    # is 1e12 times its upstream one in both paths, which would swamp the comparison.
+    # and cpu_trilinear; the importance sampling, shading and compositing,
+    # backend.render.cpu_importance and cpu_composite) against PyTorch's operations
+    # (`cpu_build.reference_path`): the same arithmetic up to float rounding. The importance
+    # samples follow the coarse pass's CDF, whose rounding moves a level in a near-empty bin
+    # by up to 7e-4, so images within 1e-3 and gradients within 1e-3 relative (measured over
+    # 12 fields and draws: images 1.8e-4, gradients 9.1e-5; 1e-5 and 2e-5 without jitter). A
+    # little noise keeps every normal non-zero: the gradient of a zero normal is 1e12 times
+    # its upstream one in both paths, which would swamp the comparison.
     from backend.cpu_build import reference_path
     from backend.field import cpu_field_table, cpu_trilinear
-    from backend.render import cpu_composite
+    from backend.render import cpu_composite, cpu_importance
 
-    kernels = (cpu_trilinear, cpu_field_table, cpu_composite)
+    kernels = (cpu_trilinear, cpu_field_table, cpu_importance, cpu_composite)
     assert all(kernel.library() is not None for kernel in kernels)  # what is compared
     field = _small_object_field()
+    noise = torch.randn(field.density_grid.shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        field.density_grid.add_(0.01 * torch.randn(field.density_grid.shape))
+        field.density_grid.add_(0.01 * noise)
     fast = _render_with_gradients(field, RenderConfig(32, 32), seed)
     with reference_path():
         reference = _render_with_gradients(field, RenderConfig(32, 32), seed)
     assert reference[0].opacity.max() > 0.9 and reference[0].opacity.min() < 1e-3
-    assert (fast[0].rgb - reference[0].rgb).abs().max() < 1e-5
-    assert (fast[0].opacity - reference[0].opacity).abs().max() < 1e-5
-    assert _relative(fast[1], reference[1]) < 1e-4
-    assert _relative(fast[2], reference[2]) < 1e-4
+    assert (fast[0].rgb - reference[0].rgb).abs().max() < 1e-3
+    assert (fast[0].opacity - reference[0].opacity).abs().max() < 1e-3
+    assert _relative(fast[1], reference[1]) < 1e-3
+    assert _relative(fast[2], reference[2]) < 1e-3

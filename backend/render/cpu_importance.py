@@ -1,0 +1,78 @@
+"""Importance samples from a coarse pass on CPU: one C kernel from densities to depths.
+
+The renderer's no-gradient step between its two passes takes the coarse samples' densities to
+compositing weights (`compositing.compositing_weights`) and draws the importance samples from
+them (`ray_sampling.importance_samples`): in PyTorch some fifteen passes over [R, S] tensors
+plus a search and four gathers, 5-6 ms of a preview render on 2 threads. The kernel
+(`cpu_importance.c`) does it in one pass per ray: the interior weights w_1 .. w_{S-2} (with the
+transmittance a running product, as `cpu_composite`), their CDF (sums in fp64, as PyTorch's
+cumulative sum), and for each level u a binary search and the same linear interpolation
+between the bin edges. The depths equal `importance_samples`' up to float rounding
+(`tests/backend/render/test_cpu_importance.py`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+
+from backend import cpu_build
+from backend.cpu_build import DTYPES
+from backend.render.ray_sampling import WEIGHT_PADDING
+
+SOURCE = Path(__file__).with_name("cpu_importance.c")
+"""The kernel's C source."""
+MAX_SAMPLES = 1024
+"""Most coarse samples per ray the kernel takes (its per-ray scratch is on the stack)."""
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
+    lib = cpu_build.load(SOURCE, "importance samples are drawn in PyTorch")
+    if lib is not None:
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+            kernel = getattr(lib, f"importance_depths_{suffix}")
+            kernel.argtypes = [*[pointer] * 3, *[size] * 3, real, pointer, ctypes.c_int]
+    return lib
+
+
+def supports(depths: torch.Tensor) -> bool:
+    """Whether `importance_depths` can take coarse samples at these depths [R, S]: the kernel
+    is built, CPU, fp32 or fp64, 3 to `MAX_SAMPLES` samples a ray (one interior bin at least),
+    off the reference path (`cpu_build.reference_path`)."""
+    return (
+        not cpu_build.on_reference_path()
+        and depths.device.type == "cpu"
+        and depths.dtype in DTYPES
+        and depths.dim() == 2
+        and 3 <= depths.shape[1] <= MAX_SAMPLES
+        and library() is not None
+    )
+
+
+@torch.no_grad()
+def importance_depths(depths: torch.Tensor, density: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """[R, S] sorted coarse depths and their densities, [R, F] `importance_draws` levels ->
+    [R, F] importance depths: `importance_samples(depths, compositing_weights(density,
+    deltas), u)` in one kernel (no gradient). Raises ValueError for depths `supports`
+    refuses."""
+    if not supports(depths):
+        raise ValueError(
+            "the CPU importance sampling takes a built kernel and CPU fp32/fp64 depths "
+            f"[R, 3 <= S <= {MAX_SAMPLES}]; got {tuple(depths.shape)} {depths.dtype} on "
+            f"{depths.device} (built: {library() is not None})"
+        )
+    r, s = depths.shape
+    dtype = depths.dtype
+    t, sigma = depths.contiguous(), density.to(dtype).contiguous()
+    levels = u.to(dtype).contiguous()
+    out = depths.new_empty(r, levels.shape[1])
+    kernel = getattr(library(), f"importance_depths_{DTYPES[dtype]}")
+    kernel(t.data_ptr(), sigma.data_ptr(), levels.data_ptr(), r, s, levels.shape[1],
+           WEIGHT_PADDING, out.data_ptr(), cpu_build.threads())  # fmt: skip
+    return out
