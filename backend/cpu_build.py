@@ -4,8 +4,8 @@ machine's C compiler on first use and loaded with ctypes.
 
 Each file is built with `$CC` (else `cc`), with OpenMP where the compiler has it, into
 `$BOXDREAM_KERNEL_CACHE` (default ~/.cache/boxdream/kernels), named by a hash of the source,
-the compiler and the flags; 0.3 s once. Without a compiler the callers fall back to PyTorch
-with one warning. BOXDREAM_CPU_KERNEL=0 turns the kernels off.
+the compiler and the flags; about 1 s once for all of them. Without a compiler the callers fall
+back to PyTorch with one warning. BOXDREAM_CPU_KERNEL=0 turns the kernels off.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
 _reference = False
 """Set by `reference_path`."""
+_warned: set[str] = set()
+"""Compilers whose failure has been logged as a warning: the other kernels' failures with the
+same compiler are logged at debug level, so a machine without one sees one warning."""
 
 
 @contextmanager
@@ -95,13 +98,16 @@ def load(source: Path, fallback: str) -> ctypes.CDLL | None:
             failures.append(f"{' '.join(flags)}: {error.stderr.strip()[-300:]}")
         except (OSError, subprocess.TimeoutExpired) as error:
             failures.append(f"{' '.join(flags)}: {error}")
-    log.warning(
-        "the CPU kernel %s could not be built with %r (%s); %s",
+    log.log(
+        logging.DEBUG if compiler in _warned else logging.WARNING,
+        "the CPU kernel %s could not be built with %r (%s); %s, and without its C kernels the CPU "
+        "render is about 2.5x slower",
         source.name,
         compiler,
         "; ".join(failures),
         fallback,
     )
+    _warned.add(compiler)
     return None
 
 

@@ -49,7 +49,7 @@ SOURCE = Path(__file__).with_name("cpu_trilinear.c")
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "grid lookups use torch's grid sampler, renders about 1.8x slower")
+    lib = cpu_build.load(SOURCE, "grid lookups use torch's grid sampler")
     if lib is not None:
         pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
