@@ -11,13 +11,12 @@ back to PyTorch with one warning. BOXDREAM_CPU_KERNEL=0 turns the kernels off.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import logging
 import os
 import platform
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +31,13 @@ BUILD_TIMEOUT_S = 120
 """Longest a build may take before the callers fall back to PyTorch."""
 DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 """Dtypes the kernels are built for, and their C suffixes; others go to PyTorch."""
+REALS = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}
+"""The C scalar type of each of `DTYPES`."""
+POINTER, SIZE, THREADS = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+"""Argument types of the kernels: a tensor's data pointer, a size, a thread count."""
+
+Signature = Callable[[type], list[type]]
+"""A kernel's argument types, given the type of its real scalars (`REALS`)."""
 
 
 _reference = False
@@ -83,17 +89,22 @@ def _build(source: Path, compiler: str, flags: tuple[str, ...]) -> Path:
     return library
 
 
-@functools.cache
-def load(source: Path, fallback: str) -> ctypes.CDLL | None:
-    """The loaded library of the C file `source`, or None (turned off, or no build worked:
-    said once in the log, with `fallback`, what the caller does instead)."""
+def load(source: Path, fallback: str, signatures: dict[str, Signature]) -> ctypes.CDLL | None:
+    """The loaded library of the C file `source`, with the argument types of each kernel
+    `name` of `signatures` set on its builds for every dtype (`{name}_f32`, `{name}_f64`), or
+    None (turned off, or no build worked: said once in the log, with `fallback`, what the
+    caller does instead). Callers keep the result (it builds or reads the cache each call)."""
     if os.environ.get("BOXDREAM_CPU_KERNEL", "1") == "0":
         return None
     compiler = os.environ.get("CC", "cc")
     failures = []
     for flags in BUILDS:
         try:
-            return ctypes.CDLL(str(_build(source, compiler, flags)))
+            library = ctypes.CDLL(str(_build(source, compiler, flags)))
+            for name, signature in signatures.items():
+                for dtype, real in REALS.items():
+                    kernel(library, name, dtype).argtypes = signature(real)
+            return library
         except subprocess.CalledProcessError as error:
             failures.append(f"{' '.join(flags)}: {error.stderr.strip()[-300:]}")
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -109,6 +120,11 @@ def load(source: Path, fallback: str) -> ctypes.CDLL | None:
     )
     _warned.add(compiler)
     return None
+
+
+def kernel(library: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
+    """The build of kernel `name` for `dtype` (one of `DTYPES`) in `library`."""
+    return getattr(library, f"{name}_{DTYPES[dtype]}")
 
 
 def threads() -> int:

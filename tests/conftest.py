@@ -12,6 +12,15 @@ from tests.tiny_priors import tiny_latent_prior, tiny_pixel_prior
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def two_threads():
+    """Two torch threads for one test (the CPU kernels' thread splits), one again after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def pixel_prior():
     """A random 16x16 pixel-space prior (UNet2DConditionModel + CLIP text encoder)."""

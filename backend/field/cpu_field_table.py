@@ -29,7 +29,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES
+from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
 
 CHANNELS = 7
 """Channels of the table: raw density, albedo logits (3), d/dx, d/dy, d/dz of the density."""
@@ -42,15 +42,15 @@ SOURCE = Path(__file__).with_name("cpu_field_table.c")
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "the grid field's lookup table is built in PyTorch")
-    if lib is not None:
-        pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-            forward = getattr(lib, f"field_table_forward_{suffix}")
-            forward.argtypes = [pointer, pointer, *[size] * 3, real, pointer, threads]
-            backward = getattr(lib, f"field_table_backward_{suffix}")
-            backward.argtypes = [pointer, *[size] * 3, real, pointer, pointer, threads]
-    return lib
+    p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
+    return cpu_build.load(
+        SOURCE,
+        "the grid field's lookup table is built in PyTorch",
+        {
+            "field_table_forward": lambda real: [p, p, n, n, n, real, p, t],
+            "field_table_backward": lambda real: [p, n, n, n, real, p, p, t],
+        },
+    )
 
 
 def supports(density: torch.Tensor, albedo: torch.Tensor) -> bool:
@@ -77,7 +77,7 @@ class _FieldTable(torch.autograd.Function):
         depth, height, width = density.shape[2:]
         s, a = density.detach().contiguous(), albedo.detach().contiguous()
         table = s.new_empty(depth, height, width, CHANNELS)
-        kernel = getattr(library(), f"field_table_forward_{DTYPES[s.dtype]}")
+        kernel = cpu_build.kernel(library(), "field_table_forward", s.dtype)
         kernel(s.data_ptr(), a.data_ptr(), depth, height, width, 0.5 / spacing,
                table.data_ptr(), cpu_build.threads())  # fmt: skip
         ctx.spacing = spacing
@@ -90,7 +90,7 @@ class _FieldTable(torch.autograd.Function):
         depth, height, width = grad_table.shape[:3]
         ds = grad_table.new_empty(1, 1, depth, height, width)
         da = grad_table.new_empty(1, 3, depth, height, width)
-        kernel = getattr(library(), f"field_table_backward_{DTYPES[grad_table.dtype]}")
+        kernel = cpu_build.kernel(library(), "field_table_backward", grad_table.dtype)
         kernel(grad_table.data_ptr(), depth, height, width, 0.5 / ctx.spacing, ds.data_ptr(),
                da.data_ptr(), cpu_build.threads())  # fmt: skip
         return ds, da, None

@@ -40,7 +40,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES
+from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
 
 SOURCE = Path(__file__).with_name("cpu_trilinear.c")
 """The kernel's C source."""
@@ -49,15 +49,15 @@ SOURCE = Path(__file__).with_name("cpu_trilinear.c")
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "grid lookups use torch's grid sampler")
-    if lib is not None:
-        pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-            forward = getattr(lib, f"trilinear_forward_{suffix}")
-            forward.argtypes = [pointer, *[size] * 4, pointer, size, real, pointer, threads]
-            backward = getattr(lib, f"trilinear_backward_{suffix}")
-            backward.argtypes = [pointer, pointer, size, real, *[size] * 4, pointer, threads]
-    return lib
+    p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
+    return cpu_build.load(
+        SOURCE,
+        "grid lookups use torch's grid sampler",
+        {
+            "trilinear_forward": lambda real: [p, n, n, n, n, p, n, real, p, t],
+            "trilinear_backward": lambda real: [p, p, n, real, n, n, n, n, p, t],
+        },
+    )
 
 
 def supports(grid: torch.Tensor, points: torch.Tensor) -> bool:
@@ -87,7 +87,7 @@ class _TableLookup(torch.autograd.Function):
         table = table.detach().contiguous()
         points = points.detach().to(table.dtype).contiguous()
         out = table.new_empty(points.shape[0], channels)
-        kernel = getattr(library(), f"trilinear_forward_{DTYPES[table.dtype]}")
+        kernel = cpu_build.kernel(library(), "trilinear_forward", table.dtype)
         kernel(table.data_ptr(), depth, height, width, channels, points.data_ptr(),
                points.shape[0], 1.0 / bound, out.data_ptr(), cpu_build.threads())  # fmt: skip
         ctx.save_for_backward(points)
@@ -102,7 +102,7 @@ class _TableLookup(torch.autograd.Function):
         depth, height, width, channels = ctx.table_shape
         grad = points.new_empty(depth, height, width, channels)
         grad_out = grad_out.contiguous()
-        kernel = getattr(library(), f"trilinear_backward_{DTYPES[points.dtype]}")
+        kernel = cpu_build.kernel(library(), "trilinear_backward", points.dtype)
         kernel(grad_out.data_ptr(), points.data_ptr(), points.shape[0], 1.0 / ctx.bound,
                depth, height, width, channels, grad.data_ptr(), cpu_build.threads())  # fmt: skip
         return grad, None, None

@@ -22,7 +22,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES
+from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
 
 SOURCE = Path(__file__).with_name("cpu_variation.c")
 """The kernel's C source."""
@@ -31,15 +31,18 @@ SOURCE = Path(__file__).with_name("cpu_variation.c")
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "total variation runs as PyTorch operations")
+    p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
+    lib = cpu_build.load(
+        SOURCE,
+        "total variation runs as PyTorch operations",
+        {
+            "variation": lambda real: [p, n, n, n, n, real, t],
+            "variation_backward": lambda real: [p, n, n, n, n, real, real, p, t],
+        },
+    )
     if lib is not None:
-        pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-            loss = getattr(lib, f"variation_{suffix}")
-            loss.argtypes = [pointer, *[size] * 4, real, threads]
-            loss.restype = ctypes.c_double
-            backward = getattr(lib, f"variation_backward_{suffix}")
-            backward.argtypes = [pointer, *[size] * 4, real, real, pointer, threads]
+        for dtype in DTYPES:
+            cpu_build.kernel(lib, "variation", dtype).restype = ctypes.c_double  # the loss
     return lib
 
 
@@ -62,7 +65,7 @@ class _Variation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grid: torch.Tensor, eps: float) -> torch.Tensor:
         values = grid.detach().contiguous()
-        kernel = getattr(library(), f"variation_{DTYPES[grid.dtype]}")
+        kernel = cpu_build.kernel(library(), "variation", grid.dtype)
         loss = kernel(values.data_ptr(), *values.shape[1:], eps, cpu_build.threads())
         ctx.save_for_backward(values)
         ctx.eps = eps
@@ -73,7 +76,7 @@ class _Variation(torch.autograd.Function):
     def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None]:
         (values,) = ctx.saved_tensors
         grad = torch.empty_like(values)
-        kernel = getattr(library(), f"variation_backward_{DTYPES[values.dtype]}")
+        kernel = cpu_build.kernel(library(), "variation_backward", values.dtype)
         kernel(values.data_ptr(), *values.shape[1:], ctx.eps, float(grad_loss),
                grad.data_ptr(), cpu_build.threads())  # fmt: skip
         return grad, None

@@ -30,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES
+from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
 from backend.render.shading import ShadingConfig, ShadingMode
 
 SOURCE = Path(__file__).with_name("cpu_composite.c")
@@ -42,16 +42,16 @@ MAX_SAMPLES = 1024
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "rays are shaded and composited in PyTorch")
-    if lib is not None:
-        pointer, size, threads = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-            inputs = [*[pointer] * 10, size, size, real, real]
-            forward = getattr(lib, f"composite_forward_{suffix}")
-            forward.argtypes = [*inputs, *[pointer] * 5, threads]
-            backward = getattr(lib, f"composite_backward_{suffix}")
-            backward.argtypes = [*inputs, *[pointer] * 8, threads]
-    return lib
+    p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
+    arrays, outputs, gradients = [p] * 10, [p] * 5, [p] * 8
+    return cpu_build.load(
+        SOURCE,
+        "rays are shaded and composited in PyTorch",
+        {
+            "composite_forward": lambda real: [*arrays, n, n, real, real, *outputs, t],
+            "composite_backward": lambda real: [*arrays, n, n, real, real, *gradients, t],
+        },
+    )
 
 
 def supports(density: torch.Tensor) -> bool:
@@ -82,7 +82,7 @@ class _Composite(torch.autograd.Function):
         samples = tuple(x.detach().contiguous() for x in (density, albedo, normal))
         colour, normal_sum = density.new_empty(r, 3), density.new_empty(r, 3)
         opacity, depth, orientation = (density.new_empty(r) for _ in range(3))
-        kernel = getattr(library(), f"composite_forward_{DTYPES[density.dtype]}")
+        kernel = cpu_build.kernel(library(), "composite_forward", density.dtype)
         kernel(*(x.data_ptr() for x in (*samples, *rays)), r, s, shading.ambient,
                shading.diffuse, colour.data_ptr(), opacity.data_ptr(), depth.data_ptr(),
                normal_sum.data_ptr(), orientation.data_ptr(), cpu_build.threads())  # fmt: skip
@@ -97,7 +97,7 @@ class _Composite(torch.autograd.Function):
         r, s = density.shape
         grads = tuple(g.contiguous() for g in grads)
         d_density, d_albedo, d_normal = (torch.empty_like(x) for x in (density, albedo, normal))
-        kernel = getattr(library(), f"composite_backward_{DTYPES[density.dtype]}")
+        kernel = cpu_build.kernel(library(), "composite_backward", density.dtype)
         kernel(*(x.data_ptr() for x in (density, albedo, normal, *rays)), r, s,
                ctx.shading.ambient, ctx.shading.diffuse, *(g.data_ptr() for g in grads),
                d_density.data_ptr(), d_albedo.data_ptr(), d_normal.data_ptr(),

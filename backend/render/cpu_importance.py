@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES
+from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
 from backend.render.ray_sampling import WEIGHT_PADDING
 
 SOURCE = Path(__file__).with_name("cpu_importance.c")
@@ -32,13 +32,12 @@ MAX_SAMPLES = 1024
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
-    lib = cpu_build.load(SOURCE, "importance samples are drawn in PyTorch")
-    if lib is not None:
-        pointer, size = ctypes.c_void_p, ctypes.c_int64
-        for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-            kernel = getattr(lib, f"importance_depths_{suffix}")
-            kernel.argtypes = [*[pointer] * 3, *[size] * 3, real, pointer, ctypes.c_int]
-    return lib
+    p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
+    return cpu_build.load(
+        SOURCE,
+        "importance samples are drawn in PyTorch",
+        {"importance_depths": lambda real: [p, p, p, n, n, n, real, p, t]},
+    )
 
 
 def supports(depths: torch.Tensor) -> bool:
@@ -72,7 +71,7 @@ def importance_depths(depths: torch.Tensor, density: torch.Tensor, u: torch.Tens
     t, sigma = depths.contiguous(), density.to(dtype).contiguous()
     levels = u.to(dtype).contiguous()
     out = depths.new_empty(r, levels.shape[1])
-    kernel = getattr(library(), f"importance_depths_{DTYPES[dtype]}")
+    kernel = cpu_build.kernel(library(), "importance_depths", dtype)
     kernel(t.data_ptr(), sigma.data_ptr(), levels.data_ptr(), r, s, levels.shape[1],
            WEIGHT_PADDING, out.data_ptr(), cpu_build.threads())  # fmt: skip
     return out

@@ -27,14 +27,6 @@ def grids(shape: tuple[int, int, int], dtype: torch.dtype, seed: int = 0):
     return density, albedo
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("shape", [(16, 16, 16), (5, 9, 6), (2, 2, 2), (2, 7, 3)])
 def test_table_and_its_gradients_equal_the_pytorch_terms(shape, two_threads):
     assert library() is not None  # the kernel is what is compared

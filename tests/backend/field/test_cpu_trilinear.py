@@ -21,14 +21,6 @@ def grid_sample(grid: torch.Tensor, points: torch.Tensor, bound: float) -> torch
     return out.view(grid.shape[1], n).t()
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("shape", [(7, 16, 16, 16), (3, 5, 9, 6), (1, 2, 2, 2)])
 def test_values_and_grid_gradients_equal_the_grid_sampler(shape, two_threads):
     generator = torch.Generator().manual_seed(0)
