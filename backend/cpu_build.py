@@ -89,11 +89,16 @@ def _build(source: Path, compiler: str, flags: tuple[str, ...]) -> Path:
     return library
 
 
-def load(source: Path, fallback: str, signatures: dict[str, Signature]) -> ctypes.CDLL | None:
+def load(
+    source: Path,
+    fallback: str,
+    signatures: dict[str, Signature],
+    restypes: dict[str, type] | None = None,
+) -> ctypes.CDLL | None:
     """The loaded library of the C file `source`, with the argument types of each kernel
-    `name` of `signatures` set on its builds for every dtype (`{name}_f32`, `{name}_f64`), or
-    None (turned off, or no build worked: said once in the log, with `fallback`, what the
-    caller does instead). Callers keep the result (it builds or reads the cache each call)."""
+    `name` of `signatures` (and the result type of each of `restypes`; none by default) set on
+    its builds for every dtype (`{name}_f32`, `{name}_f64`), or None (turned off, or no build
+    worked: said once in the log, with `fallback`, what the caller does instead)."""
     if os.environ.get("BOXDREAM_CPU_KERNEL", "1") == "0":
         return None
     compiler = os.environ.get("CC", "cc")
@@ -104,6 +109,7 @@ def load(source: Path, fallback: str, signatures: dict[str, Signature]) -> ctype
             for name, signature in signatures.items():
                 for dtype, real in REALS.items():
                     kernel(library, name, dtype).argtypes = signature(real)
+                    kernel(library, name, dtype).restype = (restypes or {}).get(name)
             return library
         except subprocess.CalledProcessError as error:
             failures.append(f"{' '.join(flags)}: {error.stderr.strip()[-300:]}")

@@ -32,18 +32,15 @@ SOURCE = Path(__file__).with_name("cpu_variation.c")
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
     p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
-    lib = cpu_build.load(
+    return cpu_build.load(
         SOURCE,
         "total variation runs as PyTorch operations",
         {
             "variation": lambda real: [p, n, n, n, n, real, t],
             "variation_backward": lambda real: [p, n, n, n, n, real, real, p, t],
         },
+        restypes={"variation": ctypes.c_double},  # the loss, summed in fp64
     )
-    if lib is not None:
-        for dtype in DTYPES:
-            cpu_build.kernel(lib, "variation", dtype).restype = ctypes.c_double  # the loss
-    return lib
 
 
 def supports(grid: torch.Tensor) -> bool:

@@ -35,15 +35,13 @@ from backend.render.shading import ShadingConfig, ShadingMode
 
 SOURCE = Path(__file__).with_name("cpu_composite.c")
 """The kernel's C source."""
-MAX_SAMPLES = 1024
-"""Most samples per ray the kernel takes (its per-ray scratch is on the stack)."""
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None (turned off, or it could not be built: `cpu_build.load`)."""
     p, n, t = POINTER, SIZE, THREADS  # a data pointer, a size, the thread count
-    arrays, outputs, gradients = [p] * 10, [p] * 5, [p] * 8
+    arrays, outputs, gradients = [p] * 10, [p] * 5, [p] * 9  # the backward's: 8 and scratch
     return cpu_build.load(
         SOURCE,
         "rays are shaded and composited in PyTorch",
@@ -56,14 +54,12 @@ def library() -> ctypes.CDLL | None:
 
 def supports(density: torch.Tensor) -> bool:
     """Whether `composite` can take samples of this density [R, S]: the kernel is built, CPU,
-    fp32 or fp64, at most `MAX_SAMPLES` a ray, off the reference path
-    (`cpu_build.reference_path`)."""
+    fp32 or fp64, off the reference path (`cpu_build.reference_path`)."""
     return (
         not cpu_build.on_reference_path()
         and density.device.type == "cpu"
         and density.dtype in DTYPES
         and density.dim() == 2
-        and density.shape[1] <= MAX_SAMPLES
         and library() is not None
     )
 
@@ -98,10 +94,12 @@ class _Composite(torch.autograd.Function):
         grads = tuple(g.contiguous() for g in grads)
         d_density, d_albedo, d_normal = (torch.empty_like(x) for x in (density, albedo, normal))
         kernel = cpu_build.kernel(library(), "composite_backward", density.dtype)
+        threads = cpu_build.threads()
+        scratch = density.new_empty(threads, 3 * s)  # each thread's w, T and dL/dw of a ray
         kernel(*(x.data_ptr() for x in (density, albedo, normal, *rays)), r, s,
                ctx.shading.ambient, ctx.shading.diffuse, *(g.data_ptr() for g in grads),
                d_density.data_ptr(), d_albedo.data_ptr(), d_normal.data_ptr(),
-               cpu_build.threads())  # fmt: skip
+               scratch.data_ptr(), threads)  # fmt: skip
         return d_density, d_albedo, d_normal, None, None
 
 
@@ -124,8 +122,8 @@ def composite(
     ValueError for samples `supports` refuses."""
     if not supports(density):
         raise ValueError(
-            f"the CPU compositing takes a built kernel and CPU fp32/fp64 [R, S <= {MAX_SAMPLES}] "
-            f"densities; got {tuple(density.shape)} {density.dtype} on {density.device} "
+            "the CPU compositing takes a built kernel and CPU fp32/fp64 [R, S] densities; got "
+            f" {tuple(density.shape)} {density.dtype} on {density.device} "
             f"(built: {library() is not None})"
         )
     dtype = density.dtype

@@ -25,8 +25,6 @@ from backend.render.ray_sampling import WEIGHT_PADDING
 
 SOURCE = Path(__file__).with_name("cpu_importance.c")
 """The kernel's C source."""
-MAX_SAMPLES = 1024
-"""Most coarse samples per ray the kernel takes (its per-ray scratch is on the stack)."""
 
 
 @functools.cache
@@ -36,20 +34,20 @@ def library() -> ctypes.CDLL | None:
     return cpu_build.load(
         SOURCE,
         "importance samples are drawn in PyTorch",
-        {"importance_depths": lambda real: [p, p, p, n, n, n, real, p, t]},
+        {"importance_depths": lambda real: [p, p, p, n, n, n, real, p, p, t]},
     )
 
 
 def supports(depths: torch.Tensor) -> bool:
     """Whether `importance_depths` can take coarse samples at these depths [R, S]: the kernel
-    is built, CPU, fp32 or fp64, 3 to `MAX_SAMPLES` samples a ray (one interior bin at least),
-    off the reference path (`cpu_build.reference_path`)."""
+    is built, CPU, fp32 or fp64, 3 samples a ray or more (one interior bin at least), off the
+    reference path (`cpu_build.reference_path`)."""
     return (
         not cpu_build.on_reference_path()
         and depths.device.type == "cpu"
         and depths.dtype in DTYPES
         and depths.dim() == 2
-        and 3 <= depths.shape[1] <= MAX_SAMPLES
+        and depths.shape[1] >= 3
         and library() is not None
     )
 
@@ -63,7 +61,7 @@ def importance_depths(depths: torch.Tensor, density: torch.Tensor, u: torch.Tens
     if not supports(depths):
         raise ValueError(
             "the CPU importance sampling takes a built kernel and CPU fp32/fp64 depths "
-            f"[R, 3 <= S <= {MAX_SAMPLES}]; got {tuple(depths.shape)} {depths.dtype} on "
+            f"[R, S >= 3]; got {tuple(depths.shape)} {depths.dtype} on "
             f"{depths.device} (built: {library() is not None})"
         )
     r, s = depths.shape
@@ -72,6 +70,8 @@ def importance_depths(depths: torch.Tensor, density: torch.Tensor, u: torch.Tens
     levels = u.to(dtype).contiguous()
     out = depths.new_empty(r, levels.shape[1])
     kernel = cpu_build.kernel(library(), "importance_depths", dtype)
+    threads = cpu_build.threads()
+    scratch = depths.new_empty(threads, 2 * s)  # each thread's CDF and bin edges of a ray
     kernel(t.data_ptr(), sigma.data_ptr(), levels.data_ptr(), r, s, levels.shape[1],
-           WEIGHT_PADDING, out.data_ptr(), cpu_build.threads())  # fmt: skip
+           WEIGHT_PADDING, out.data_ptr(), scratch.data_ptr(), threads)  # fmt: skip
     return out

@@ -7,7 +7,7 @@ import torch
 
 from backend import cpu_build
 from backend.render.compositing import compositing_weights, sample_deltas
-from backend.render.cpu_importance import MAX_SAMPLES, importance_depths, library, supports
+from backend.render.cpu_importance import importance_depths, library, supports
 from backend.render.ray_sampling import (
     importance_draws,
     importance_samples,
@@ -52,6 +52,13 @@ def test_depths_equal_the_pytorch_terms(dtype, jittered):
     assert (fast[:, 1:] >= fast[:, :-1]).all()  # sorted levels give sorted depths
 
 
+def test_long_rays():  # the per-ray scratch is allocated for any sample count
+    depths, density, far = coarse_pass(8, 3000, torch.float64)
+    u = importance_draws(8, 500, torch.Generator().manual_seed(2)).double()
+    fast = importance_depths(depths, density, u)
+    torch.testing.assert_close(fast, torch_importance(depths, density, far, u))
+
+
 def test_levels_at_and_past_the_ends_of_the_cdf_and_the_fewest_samples():
     depths, density, far = coarse_pass(50, 3, torch.float64)
     u = torch.tensor([0.0, 1e-9, 0.5, 1.0 - 1e-9, 1.0, 1.5]).expand(50, 6).contiguous()
@@ -60,11 +67,24 @@ def test_levels_at_and_past_the_ends_of_the_cdf_and_the_fewest_samples():
 
 
 def test_samples_it_cannot_take_are_refused_with_the_shape():
-    assert supports(torch.zeros(4, 3)) and supports(torch.zeros(4, MAX_SAMPLES))
+    assert supports(torch.zeros(4, 3))
     assert not supports(torch.zeros(4, 2))
-    assert not supports(torch.zeros(4, MAX_SAMPLES + 1))
     assert not supports(torch.zeros(4, 8, dtype=torch.bfloat16))
     with cpu_build.reference_path():
         assert not supports(torch.zeros(4, 8))
     with pytest.raises(ValueError, match=r"\(4, 2\)"):
         importance_depths(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(4, 5))
+
+
+def test_every_thread_count_gives_the_same_depths():
+    depths, density, _ = coarse_pass(101, 16, torch.float32)  # rays not a multiple of threads
+    u = importance_draws(101, 8, torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3, 8):
+            torch.set_num_threads(count)
+            results.append(importance_depths(depths, density, u))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], other) for other in results[1:])
