@@ -124,8 +124,28 @@ def composite(
     if not supports(density):
         raise ValueError(
             "the CPU compositing takes a built kernel and CPU fp32/fp64 [R, S] densities; got "
-            f" {tuple(density.shape)} {density.dtype} on {density.device} "
+            f"{tuple(density.shape)} {density.dtype} on {density.device} "
             f"(built: {library() is not None})"
+        )
+    r, s = density.shape
+    shapes = {
+        "albedo": (albedo, (r, s, 3)),
+        "normal": (normal, (r, s, 3)),
+        "depths": (depths, (r, s)),
+        "deltas": (deltas, (r, s)),
+        "points": (points, (r, s, 3)),
+        "dirs": (dirs, (r, 3)),
+        "light": (light, (r, 3)),
+        "modes": (modes, (r,)),
+    }
+    for name, (x, shape) in shapes.items():
+        if tuple(x.shape) != shape or x.device != density.device:
+            raise ValueError(f"composite: {name} must be {shape} on {density.device} for "
+                             f"densities {(r, s)}; got {tuple(x.shape)} on {x.device}")  # fmt: skip
+    if albedo.dtype != density.dtype or normal.dtype != density.dtype:
+        raise ValueError(
+            f"composite: albedo and normal must be {density.dtype} like the densities; got "
+            f"{albedo.dtype} and {normal.dtype}"
         )
     dtype = density.dtype
     rays = (

@@ -65,6 +65,11 @@ def importance_depths(depths: torch.Tensor, density: torch.Tensor, u: torch.Tens
             f"{depths.device} (built: {library() is not None})"
         )
     r, s = depths.shape
+    if density.shape != depths.shape or u.dim() != 2 or u.shape[0] != r:
+        raise ValueError(
+            f"importance_depths: density must be {(r, s)} like the depths and u [{r}, F]; got "
+            f"{tuple(density.shape)} and {tuple(u.shape)}"
+        )
     dtype = depths.dtype
     t, sigma = depths.contiguous(), density.to(dtype).contiguous()
     levels = u.to(dtype).contiguous()

@@ -4,7 +4,10 @@ Per ray: clip to the field's bounding cube, a coarse pass (no gradient) of strat
 importance samples drawn from its weights (as mip-NeRF 360's proposal sampling, the
 differentiable pass uses only these: on CPU it is the costly part), then density, albedo and
 normals from the field, shading per sample (lit / albedo / textureless), alpha compositing
-over the view's background. With fine_samples = 0 the stratified samples are rendered.
+over the view's background. With fine_samples = 0 the stratified samples are rendered. On CPU
+the importance sampling and the shading with compositing run as C kernels (`cpu_importance`,
+`cpu_composite`), equal to the PyTorch terms here up to float rounding; other devices and the
+reference path (`cpu_build.reference_path`) run the PyTorch terms.
 
 Empty-space skipping (`RenderConfig.skip_empty`, fields with an occupancy grid): the rays are
 clipped to the box of the occupied cells instead of the cube, rays that miss it show the

@@ -131,3 +131,11 @@ def test_every_thread_count_gives_the_same_outputs_and_gradients():
         torch.set_num_threads(threads)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+
+
+def test_mismatched_shapes_and_dtypes_are_refused_with_them():
+    (density, albedo, normal), rays = ray_samples(4, 5, torch.float32)
+    with pytest.raises(ValueError, match=r"points must be \(4, 5, 3\).*\(4, 4, 3\)"):
+        composite(density, albedo, normal, *rays[:2], rays[2][:, :4], *rays[3:], SHADING)
+    with pytest.raises(ValueError, match=r"albedo and normal must be torch\.float32"):
+        composite(density, albedo.double(), normal, *rays, SHADING)

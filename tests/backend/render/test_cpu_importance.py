@@ -88,3 +88,11 @@ def test_every_thread_count_gives_the_same_depths():
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(results[0], other) for other in results[1:])
+
+
+def test_mismatched_shapes_are_refused_with_them():
+    depths, density, _ = coarse_pass(4, 8, torch.float32)
+    with pytest.raises(ValueError, match=r"density must be \(4, 8\).*\(4, 7\)"):
+        importance_depths(depths, density[:, :7], torch.zeros(4, 5))
+    with pytest.raises(ValueError, match=r"u \[4, F\].*\(3, 5\)"):
+        importance_depths(depths, density, torch.zeros(3, 5))
