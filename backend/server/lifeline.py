@@ -1,10 +1,18 @@
 """Local worker processes never outlive their server, nor leave its temporary folder behind.
 
 A server killed with SIGKILL runs no clean-up, so each worker process watches its parent
-itself: on Linux the kernel sends it SIGTERM when the parent dies (`prctl(PR_SET_PDEATHSIG)`),
-and on every system a thread polls the parent pid every `PARENT_POLL_S` (macOS has no
-parent-death signal). An orphaned worker removes the server's endpoint folder and exits at
-once: its job cannot reach anyone, and the restarted server reports it interrupted.
+itself: on Linux the kernel sends it `PARENT_DEATH_SIGNAL` (`prctl(PR_SET_PDEATHSIG)`), and on
+every system a thread polls the parent pid every `PARENT_POLL_S` (macOS has no parent-death
+signal). An orphaned worker removes the server's endpoint folder and exits at once: its job
+cannot reach anyone, and the restarted server reports it interrupted.
+
+Linux sends the parent-death signal when the *thread* that started the worker ends. While a
+killed server's threads end one by one, it can arrive with the server's other threads still
+there, `getppid()` still the server's pid. It is therefore a signal of its own, apart from the
+SIGTERM of a clean shutdown: a worker that finds its server still there ignores it (the poll
+sees the server gone within `PARENT_POLL_S`). When both were SIGTERM, such a worker took it
+for a clean shutdown and exited leaving the endpoint folder behind (1 folder in 10 kill -9
+cycles on a loaded 2-core machine, 2026-12-07).
 
 The endpoint folder (`boxdream-<random>` in the temporary folder, holding the workers' ipc
 socket) is removed by `Server.stop`; one left by a crash is removed by the next server that
@@ -35,6 +43,8 @@ ENDPOINT_SOCKET = "workers"
 """The workers' ipc socket inside an endpoint folder."""
 STARTING_S = 60.0
 """An endpoint folder without its socket is left alone this long (its server is starting)."""
+PARENT_DEATH_SIGNAL = signal.SIGUSR1
+"""The signal Linux sends a worker when the server thread that started it ends."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -80,7 +90,8 @@ def _parent_death_signal(signum: int) -> None:
 
 def watch_parent(parent_pid: int, stop: threading.Event, endpoint: Path | None) -> None:
     """In a worker process: SIGTERM from a running parent sets `stop` (a clean shutdown);
-    once the parent has gone, remove `endpoint` and exit."""
+    once the parent has gone (`PARENT_DEATH_SIGNAL`, SIGTERM or the poll finding it so),
+    remove `endpoint` and exit."""
 
     def orphaned() -> None:
         log.error("the server (pid %d) has gone; this worker exits", parent_pid)
@@ -93,11 +104,16 @@ def watch_parent(parent_pid: int, stop: threading.Event, endpoint: Path | None) 
             orphaned()
         stop.set()
 
+    def on_parent_thread_end(*_: object) -> None:
+        if os.getppid() != parent_pid:
+            orphaned()
+
     def poll() -> None:
         while os.getppid() == parent_pid:
             time.sleep(PARENT_POLL_S)
         orphaned()
 
     signal.signal(signal.SIGTERM, on_term)
-    _parent_death_signal(signal.SIGTERM)
+    signal.signal(PARENT_DEATH_SIGNAL, on_parent_thread_end)
+    _parent_death_signal(PARENT_DEATH_SIGNAL)
     threading.Thread(target=poll, name="boxdream-parent-watch", daemon=True).start()
