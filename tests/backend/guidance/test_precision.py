@@ -128,3 +128,8 @@ def test_all_finite_finds_any_nan_or_inf(dtype):
         broken = grid.clone()
         broken[0, 1, 5, 2, 7] = bad
         assert not all_finite([torch.ones(3), broken])
+
+
+def test_a_finite_fp64_value_beyond_fp32s_range_is_finite():
+    assert all_finite([torch.tensor([1e300, -1e300], dtype=torch.float64)])
+    assert not all_finite([torch.tensor([1e300, float("nan")], dtype=torch.float64)])
