@@ -128,6 +128,18 @@ def load(
     return None
 
 
+def available(library: Callable[[], ctypes.CDLL | None], values: torch.Tensor) -> bool:
+    """Whether a kernel of `library` (a module's cached loader) can take `values`: off the
+    reference path, on CPU, in one of `DTYPES`, and the library built (asked last, so a call
+    that cannot run builds nothing). The callers add their shape conditions."""
+    return (
+        not _reference
+        and values.device.type == "cpu"
+        and values.dtype in DTYPES
+        and library() is not None
+    )
+
+
 def kernel(library: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
     """The build of kernel `name` for `dtype` (one of `DTYPES`) in `library`."""
     return getattr(library, f"{name}_{DTYPES[dtype]}")

@@ -29,12 +29,10 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
+from backend.cpu_build import POINTER, SIZE, THREADS
 
 CHANNELS = 7
 """Channels of the table: raw density, albedo logits (3), d/dx, d/dy, d/dz of the density."""
-
-
 SOURCE = Path(__file__).with_name("cpu_field_table.c")
 """The kernel's C source."""
 
@@ -58,16 +56,13 @@ def supports(density: torch.Tensor, albedo: torch.Tensor) -> bool:
     and [1, 3, D, H, W] of one dtype, fp32 or fp64, 2+ voxels a side, off the reference path
     (`cpu_build.reference_path`)."""
     return (
-        not cpu_build.on_reference_path()
-        and density.device.type == "cpu"
-        and albedo.device.type == "cpu"
-        and density.dim() == 5
+        density.dim() == 5
         and density.shape[:2] == (1, 1)
         and albedo.shape == (1, 3, *density.shape[2:])
         and min(density.shape[2:]) >= 2
-        and density.dtype in DTYPES
+        and albedo.device == density.device
         and albedo.dtype == density.dtype
-        and library() is not None
+        and cpu_build.available(library, density)
     )
 
 

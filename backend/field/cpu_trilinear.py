@@ -22,9 +22,8 @@ Each thread owns a slab of z-layers of the gradient (slabs holding about equal s
 the points) and adds every point's corners that fall in it, so no two threads write one
 value, there are no per-thread copies to zero and add (inside a render: 7.7 ms against
 12.6 ms with copies), and each value sums its points in point order whatever the thread
-count. A NaN
-point gives NaN values and no gradient, as the grid sampler does, and never reads or writes
-outside the grid.
+count. A NaN point gives NaN values and no gradient, as the grid sampler does, and never
+reads or writes outside the grid.
 
 The C file is built on first use (`cpu_build`); without a compiler the lookups fall back to
 `F.grid_sample` with one warning.
@@ -40,7 +39,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
+from backend.cpu_build import POINTER, SIZE, THREADS
 
 SOURCE = Path(__file__).with_name("cpu_trilinear.c")
 """The kernel's C source."""
@@ -70,13 +69,10 @@ def supports(grid: torch.Tensor, points: torch.Tensor) -> bool:
 def _usable(values: torch.Tensor, sides: tuple[int, ...], points: torch.Tensor) -> bool:
     """`supports` for a grid or table `values` of `sides` voxels a side."""
     return (
-        not cpu_build.on_reference_path()
-        and values.device.type == "cpu"
-        and points.device.type == "cpu"
-        and values.dtype in DTYPES
+        points.device.type == "cpu"
         and min(sides) >= 2
         and not points.requires_grad
-        and library() is not None
+        and cpu_build.available(library, values)
     )
 
 

@@ -22,7 +22,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
+from backend.cpu_build import POINTER, SIZE, THREADS
 
 SOURCE = Path(__file__).with_name("cpu_variation.c")
 """The kernel's C source."""
@@ -48,13 +48,10 @@ def supports(grid: torch.Tensor) -> bool:
     grid of 2+ voxels a side (a side of one has no neighbour pairs, whose mean PyTorch calls
     NaN) in fp32 or fp64, off the reference path (`cpu_build.reference_path`)."""
     return (
-        not cpu_build.on_reference_path()
-        and grid.device.type == "cpu"
-        and grid.dim() == 5
+        grid.dim() == 5
         and grid.shape[0] == 1
         and min(grid.shape[2:]) >= 2
-        and grid.dtype in DTYPES
-        and library() is not None
+        and cpu_build.available(library, grid)
     )
 
 

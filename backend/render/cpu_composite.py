@@ -31,7 +31,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
+from backend.cpu_build import POINTER, SIZE, THREADS
 from backend.render.shading import ShadingConfig, ShadingMode
 
 SOURCE = Path(__file__).with_name("cpu_composite.c")
@@ -56,13 +56,7 @@ def library() -> ctypes.CDLL | None:
 def supports(density: torch.Tensor) -> bool:
     """Whether `composite` can take samples of this density [R, S]: the kernel is built, CPU,
     fp32 or fp64, off the reference path (`cpu_build.reference_path`)."""
-    return (
-        not cpu_build.on_reference_path()
-        and density.device.type == "cpu"
-        and density.dtype in DTYPES
-        and density.dim() == 2
-        and library() is not None
-    )
+    return density.dim() == 2 and cpu_build.available(library, density)
 
 
 class _Composite(torch.autograd.Function):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from backend import cpu_build
-from backend.cpu_build import DTYPES, POINTER, SIZE, THREADS
+from backend.cpu_build import POINTER, SIZE, THREADS
 from backend.render.ray_sampling import WEIGHT_PADDING
 
 SOURCE = Path(__file__).with_name("cpu_importance.c")
@@ -42,14 +42,7 @@ def supports(depths: torch.Tensor) -> bool:
     """Whether `importance_depths` can take coarse samples at these depths [R, S]: the kernel
     is built, CPU, fp32 or fp64, 3 samples a ray or more (one interior bin at least), off the
     reference path (`cpu_build.reference_path`)."""
-    return (
-        not cpu_build.on_reference_path()
-        and depths.device.type == "cpu"
-        and depths.dtype in DTYPES
-        and depths.dim() == 2
-        and depths.shape[1] >= 3
-        and library() is not None
-    )
+    return depths.dim() == 2 and depths.shape[1] >= 3 and cpu_build.available(library, depths)
 
 
 @torch.no_grad()
